@@ -1,0 +1,92 @@
+"""Run a Federation on Ray: the glue shared by `red run` and the operator's Ray job."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from red.checkpoint import Checkpointer
+from red.errors import FederationFailed, RedError
+from red.registry import schemas
+from red.report import Report
+from red.sinks import Sink
+from red.spec.model import Federation
+
+log = logging.getLogger(__name__)
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Connect to ``address`` or start a local Ray. Returns True when this call started Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+        return True
+    ray.init(
+        num_cpus=num_cpus or os.cpu_count() or 2,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        log_to_driver=True,
+    )
+    return True
+
+
+def run_federation(
+    fed: Federation,
+    sinks: Sequence[Sink],
+    *,
+    rounds: int | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    namespace: str | None = None,
+) -> dict[str, Any]:
+    """Run ``fed`` to the end and return the final ``done`` report (as a dict).
+
+    Raises FederationFailed (after emitting a ``failed`` report) when the run cannot finish, and
+    PlacementError / SpecError before anything starts when it cannot begin.
+    """
+    started = init_ray(address)
+    spec = fed.spec
+    checkpointer = Checkpointer(spec.checkpoint.path, spec.checkpoint.every_rounds) if spec.checkpoint.path else None
+    last_round = 0
+    total = rounds or spec.rounds
+
+    def emit(report: Report) -> None:
+        nonlocal last_round
+        last_round = report.round
+        d = report.to_dict()
+        for s in sinks:
+            s.emit(d)
+
+    try:
+        schema_cls = schemas.get(spec.schema_)
+        federation = schema_cls(fed, rounds=rounds, namespace=namespace, checkpointer=checkpointer)
+        if resume:
+            if checkpointer is None:
+                raise FederationFailed(
+                    "--resume needs spec.checkpoint.path: nothing to resume from", reason="NoCheckpoint"
+                )
+            state = checkpointer.load_latest()
+            if state is not None:
+                federation.apply_resume(state)
+                last_round = int(state["round"])
+        done = federation.run(emit)
+        emit(done)
+        return done.to_dict()
+    except RedError as err:
+        reason = getattr(err, "reason", type(err).__name__)
+        failed = Report("failed", fed.name, last_round, total, reason=reason, message=str(err))
+        for s in sinks:
+            s.emit(failed.to_dict())
+        raise
+    finally:
+        for s in sinks:
+            s.close()
+        if started:
+            import ray
+
+            ray.shutdown()

@@ -1,0 +1,299 @@
+"""FederatedBase: the driver side of a federation.
+
+It holds the virtual nodes, the topology, the placement group and the TopologyManager; builds actors
+lazily; starts every node's loop; supervises them (pings, restarts, ``minClients``); turns progress
+into reports; and releases everything in ``stop()``. Schemas subclass it and say what a round is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import networkx as nx
+
+from red.errors import FederationFailed, PlacementError, TopologyError
+from red.report import NodeState, Report
+from red.runtime import placement
+from red.runtime.messages import Message, VersionEntry
+from red.runtime.node import TOPOLOGY_MANAGER, VirtualNode, actor_name
+from red.runtime.topology_manager import TopologyManager
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Report], None]
+
+
+class FederatedBase:
+    """Driver of one federation. Use as a context manager so that ``stop()`` always runs."""
+
+    def __init__(
+        self,
+        name: str,
+        nodes: list[VirtualNode],
+        graph: nx.Graph,
+        *,
+        broker: dict[str, float] | None = None,
+        placement_strategy: str = "PACK",
+        placement_timeout_seconds: float = 60.0,
+        max_restarts: int = 3,
+        heartbeat_seconds: float = 5.0,
+        round_timeout_seconds: float = 300.0,
+        min_clients: int = 1,
+        namespace: str | None = None,
+    ) -> None:
+        ids = [n.id for n in nodes]
+        if len(set(ids)) != len(ids):
+            raise TopologyError("node ids must be unique")
+        extra = set(graph.nodes) - set(ids)
+        if extra:
+            raise TopologyError(f"the topology names unknown nodes {sorted(extra)[:5]}")
+        self.name = name
+        self.nodes: dict[str, VirtualNode] = {n.id: n for n in nodes}
+        self.graph = graph
+        self.broker = broker or {"cpu": 0.1}
+        self.placement_strategy = placement_strategy
+        self.placement_timeout_seconds = placement_timeout_seconds
+        self.max_restarts = max_restarts
+        self.heartbeat_seconds = heartbeat_seconds
+        self.round_timeout_seconds = round_timeout_seconds
+        self.min_clients = min_clients
+        self.namespace = namespace
+        self.state: dict[str, NodeState] = {n.id: NodeState(n.id, n.role) for n in nodes}
+        self.pg: Any = None
+        self.tm: Any = None
+        self._runs: dict[str, Any] = {}  # node id → ObjectRef of its run()
+        self._last_ping = 0.0
+        self._stopped = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> FederatedBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def build(self, node_ids: Iterable[str] | None = None) -> None:
+        """Place the group, start the TopologyManager, link the graph, and build the named nodes
+        (all by default). Building is lazy: nodes not named stay virtual and cost nothing."""
+        import ray
+
+        if self.pg is None:
+            bundles = placement.bundles_for(
+                self.broker, [{"cpu": n.num_cpus, "gpu": n.num_gpus} for n in self.nodes.values()]
+            )
+            self.pg = placement.create_placement_group(
+                f"red-{self.name}",
+                bundles,
+                strategy=self.placement_strategy,
+                timeout_seconds=self.placement_timeout_seconds,
+            )
+        if self.tm is None:
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            self.tm = (
+                ray.remote(TopologyManager)
+                .options(  # type: ignore[attr-defined]
+                    name=actor_name(self.name, TOPOLOGY_MANAGER),
+                    namespace=self.namespace,
+                    num_cpus=min(self.broker.get("cpu", 0.1), 0.1) or 0.001,
+                    max_restarts=-1,
+                    scheduling_strategy=PlacementGroupSchedulingStrategy(
+                        placement_group=self.pg, placement_group_bundle_index=0
+                    ),
+                )
+                .remote(self.name)
+            )
+            ray.get(self.tm.link_nodes.remote(list(self.nodes), self.graph))
+        index = {nid: i + 1 for i, nid in enumerate(self.nodes)}
+        wanted = list(self.nodes) if node_ids is None else list(node_ids)
+        new = {}
+        for nid in wanted:
+            vn = self.nodes[nid]
+            if not vn.built:
+                new[nid] = vn.build(
+                    index[nid], self.pg, namespace=self.namespace, max_restarts=self.max_restarts
+                )
+        if new:
+            ray.get(self.tm.register.remote(new))
+            pings = ray.get([h.ping.remote() for h in new.values()])
+            for p in pings:
+                st = self.state[p["id"]]
+                st.health, st.incarnation, st.last_heartbeat = "Alive", p["incarnation"], p["time"]
+
+    def stop(self) -> None:
+        """Stop every node loop, kill every actor, remove the placement group. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        import ray
+
+        if not ray.is_initialized():
+            return
+        for vn in self.nodes.values():
+            if vn.built:
+                try:
+                    vn.handle.stop.remote()
+                except Exception:  # dead actors cannot be told; they are killed below anyway
+                    pass
+        if self._runs:
+            ray.wait(list(self._runs.values()), num_returns=len(self._runs), timeout=2.0)
+        for vn in self.nodes.values():
+            if vn.built:
+                try:
+                    ray.kill(vn.handle, no_restart=True)
+                except Exception:
+                    pass
+                vn.handle = None
+        if self.tm is not None:
+            try:
+                ray.kill(self.tm, no_restart=True)
+            except Exception:
+                pass
+            self.tm = None
+        placement.remove(self.pg)
+        self.pg = None
+
+    # --- driver verbs ------------------------------------------------------------------------
+    def handle(self, node_id: str) -> Any:
+        vn = self.nodes[node_id]
+        if not vn.built:
+            self.build([node_id])
+        return vn.handle
+
+    def send(self, header: str, body: Any, to: str | list[str] | None = None) -> None:
+        """Send from the driver (the broker, which may reach every node). ``to`` defaults to all."""
+        import ray
+
+        recipients = list(self.nodes) if to is None else ([to] if isinstance(to, str) else list(to))
+        ray.get(self.tm.publish.remote(Message(header, body, sender=None), recipients))
+
+    def pull_version(
+        self, node_ids: Iterable[str] | None = None, timeout: float | None = None, after: int = -1
+    ) -> dict[str, VersionEntry | None]:
+        """Each node's newest version entry (values, never ObjectRefs); None if none in ``timeout``."""
+        import ray
+
+        ids = list(self.nodes) if node_ids is None else list(node_ids)
+        refs = [self.handle(i).get_version.remote(after, timeout) for i in ids]
+        return dict(zip(ids, ray.get(refs), strict=True))
+
+    def start(self, kwargs_for: Callable[[str], dict[str, Any]]) -> None:
+        """Build what is not built and start each node's ``train`` loop."""
+        self.build()
+        for nid, vn in self.nodes.items():
+            self._runs[nid] = vn.handle.run.remote(kwargs_for(nid))
+
+    # --- supervision -------------------------------------------------------------------------
+    def clients(self) -> list[str]:
+        return [n for n, vn in self.nodes.items() if "train" in vn.role.split("+")]
+
+    def live_clients(self) -> list[str]:
+        return [n for n in self.clients() if self.state[n].health != "Dead"]
+
+    def supervise(self, kwargs_for: Callable[[str], dict[str, Any]]) -> list[str]:
+        """Collect finished runs, handle failed nodes, ping on the heartbeat. Returns finished ids."""
+        import ray
+
+        finished: list[str] = []
+        if self._runs:
+            ready, _ = ray.wait(list(self._runs.values()), num_returns=len(self._runs), timeout=0)
+            by_ref = {ref: nid for nid, ref in self._runs.items()}
+            for ref in ready:
+                nid = by_ref[ref]
+                try:
+                    ray.get(ref)
+                except ray.exceptions.RayActorError:
+                    self._on_actor_failure(nid, kwargs_for)
+                    continue
+                except ray.exceptions.RayTaskError as err:
+                    raise FederationFailed(
+                        f"node {nid!r} raised in train(): {err.cause!r}; fix the node's code or task",
+                        reason="NodeError",
+                    ) from None
+                del self._runs[nid]
+                self.state[nid].health = "Finished"
+                finished.append(nid)
+        if time.monotonic() - self._last_ping >= self.heartbeat_seconds:
+            self._last_ping = time.monotonic()
+            self.ping_all(timeout=min(self.heartbeat_seconds, 5.0))
+        live = self.live_clients()
+        if len(live) < self.min_clients:
+            raise FederationFailed(
+                f"only {len(live)} live clients, below minClients {self.min_clients}: "
+                f"{len(self.clients()) - len(live)} clients died after exhausting maxRestarts "
+                f"({self.max_restarts}). Raise spec.faultTolerance.maxRestarts or lower spec.minClients.",
+                reason="TooFewClients",
+            )
+        return finished
+
+    def ping_all(self, timeout: float) -> None:
+        import ray
+
+        ids = [n for n in self._runs if self.state[n].health in ("Alive", "Restarting")]
+        refs = {self.nodes[n].handle.ping.remote(): n for n in ids}
+        if not refs:
+            return
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+        for ref in ready:
+            try:
+                p = ray.get(ref)
+            except ray.exceptions.RayError:
+                continue  # its run() ref fails too; supervise() handles it there
+            st = self.state[p["id"]]
+            st.version = max(st.version, p["version"])
+            st.last_heartbeat = p["time"]
+
+    def _on_actor_failure(self, nid: str, kwargs_for: Callable[[str], dict[str, Any]]) -> None:
+        import ray
+
+        st = self.state[nid]
+        handle = self.nodes[nid].handle
+        st.health = "Restarting"
+        try:
+            # Calls queue while Ray restarts the actor; a DEAD actor fails at once.
+            p = ray.get(handle.ping.remote(), timeout=60)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            st.health = "Dead"
+            del self._runs[nid]
+            log.warning("node %s is dead after %d restarts", nid, st.restarts)
+            self.on_node_lost(nid, dead=True)
+            return
+        st.restarts += 1
+        st.incarnation = p["incarnation"]
+        st.health = "Alive"
+        st.last_heartbeat = p["time"]
+        log.warning("node %s restarted (%d)", nid, st.restarts)
+        ray.get(handle.restore_state.remote(self.restore_state(nid)))
+        self._runs[nid] = handle.run.remote(kwargs_for(nid))
+        self.on_node_lost(nid, dead=False)
+
+    # --- hooks for schemas -------------------------------------------------------------------
+    def restore_state(self, node_id: str) -> dict[str, Any]:
+        """What a restarted node gets back (the latest global model and its version)."""
+        return {"version": self.state[node_id].version}
+
+    def on_node_lost(self, node_id: str, *, dead: bool) -> None:
+        """A node lost its in-flight work (restart) or is gone for good (dead)."""
+
+    def report(self, event: str, round: int, rounds: int, metrics: dict[str, float], t0: float) -> Report:
+        return Report(
+            event=event,  # type: ignore[arg-type]
+            federation=self.name,
+            round=round,
+            rounds=rounds,
+            metrics=dict(metrics),
+            nodes=[NodeState(**vars(s)) for s in self.state.values()],
+            elapsed_seconds=time.monotonic() - t0,
+        )
+
+
+def check_placeable(bundles: list[dict[str, float]], name: str) -> None:
+    """Fail fast (before any actor starts) when the Ray cluster cannot hold the federation."""
+    import ray
+
+    short = placement.shortfall(bundles, ray.cluster_resources())
+    if short:
+        raise PlacementError(placement.describe_shortfall(short, f"federation {name!r}"))

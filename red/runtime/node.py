@@ -1,0 +1,289 @@
+"""Virtual nodes and the base class of node actors.
+
+A `VirtualNode` is a lazy description: creating 10,000 of them costs no Ray resources. `build()` turns
+one into the named actor ``{federation}/{node_id}`` inside the federation's placement group.
+
+`FederatedNode` is the base class of those actors. Subclasses implement ``build()`` (set up model and
+data) and ``train()`` (the node's loop: ``receive`` messages, ``send`` to neighbours,
+``update_version``). The runtime keeps a version buffer so the driver can ``pull_version()`` at any
+time, and answers ``ping()`` from the supervisor while ``train()`` runs (node actors are threaded).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+from red.errors import TopologyError
+from red.runtime.messages import INLINE_LIMIT_BYTES, Message, VersionEntry, payload_bytes
+
+ROLES = frozenset({"train", "eval", "test", "aggregate"})
+TOPOLOGY_MANAGER = "__topology_manager__"
+
+
+def parse_role(role: str) -> frozenset[str]:
+    """'train', 'eval', 'train+eval' ... → the set of roles; unknown ones are an error."""
+    parts = frozenset(p.strip() for p in role.replace(",", "+").split("+") if p.strip())
+    unknown = parts - ROLES
+    if not parts or unknown:
+        raise ValueError(f"unknown role(s) {sorted(unknown)} in {role!r}; use {sorted(ROLES)} joined by '+'")
+    return parts
+
+
+def actor_name(federation: str, node_id: str) -> str:
+    return f"{federation}/{node_id}"
+
+
+class StopNode(Exception):
+    """Raised inside ``receive`` when the driver stops the federation; ends ``train`` cleanly."""
+
+
+class FederatedNode:
+    """Base class of node actors. Runs inside Ray; never import kubernetes or kopf here."""
+
+    def __init__(
+        self,
+        node_id: str,
+        role: str,
+        federation: str,
+        *,
+        namespace: str | None = None,
+        config: dict[str, Any] | None = None,
+        gpu_fraction: float = 0.0,
+        version_buffer: int = 4,
+    ) -> None:
+        self.id = node_id
+        self.role = role
+        self.roles = parse_role(role)
+        self.federation = federation
+        self.namespace = namespace
+        self.config: dict[str, Any] = dict(config or {})
+        self.version = 0
+        self.incarnation = uuid.uuid4().hex  # changes when Ray restarts the actor: how restarts are seen
+        self.started_at = time.time()
+        self.last_heartbeat = self.started_at
+        self.status = "Idle"
+        self._queue: queue.Queue[Message] = queue.Queue()
+        self._versions: deque[VersionEntry] = deque(maxlen=max(version_buffer, 1))
+        self._version_cv = threading.Condition()
+        self._stopped = threading.Event()
+        self._neighbors: frozenset[str] | None = None
+        self._tm: Any = None
+        _cap_gpu_memory(gpu_fraction)
+        self.build(**self.config.get("build", {}))
+
+    # --- hooks for subclasses ---------------------------------------------------------------
+    def build(self, **kwargs: Any) -> None:
+        """Set up the model and the data. Runs again after a restart (state is lost then)."""
+
+    def train(self, **kwargs: Any) -> Any:
+        """The node's loop. Return when done (or let ``receive`` raise StopNode)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement train()")
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Called after a restart with what the driver knows (latest global model, version ...)."""
+        if "version" in state:
+            self.version = int(state["version"])
+
+    # --- messaging --------------------------------------------------------------------------
+    @property
+    def neighbors(self) -> frozenset[str]:
+        if self._neighbors is None:
+            import ray
+
+            self._neighbors = frozenset(ray.get(self._topology_manager().get_neighbors.remote(self.id)))
+        return self._neighbors
+
+    def send(self, header: str, body: Any, to: str | list[str] | None = None) -> list[str]:
+        """Send to ``to`` (default: all neighbours). A non-neighbour raises TopologyError."""
+        import ray
+
+        recipients = sorted(self.neighbors) if to is None else ([to] if isinstance(to, str) else list(to))
+        bad = [r for r in recipients if r not in self.neighbors]
+        if bad:
+            raise TopologyError(
+                f"node {self.id!r} cannot send to {bad}: not its neighbours in this topology "
+                f"(neighbours: {sorted(self.neighbors)[:10]}{' ...' if len(self.neighbors) > 10 else ''})"
+            )
+        if not recipients:
+            return []
+        msg = Message(header=header, body=body, sender=self.id)
+        if len(recipients) > 1 and payload_bytes(body) >= INLINE_LIMIT_BYTES:
+            msg.body, msg.by_ref = ray.put(body), True  # serialise once, fan the reference out
+        self._topology_manager().publish.remote(msg, recipients)
+        return recipients
+
+    def receive(self, block: bool = True, timeout: float | None = None) -> Message | None:
+        """The next message, or None on timeout. Raises StopNode once the federation stops."""
+        if self._stopped.is_set():
+            raise StopNode()
+        try:
+            msg = self._queue.get(block=block, timeout=timeout)
+        except queue.Empty:
+            return None
+        if msg.header == "__stop__":
+            self._stopped.set()
+            raise StopNode()
+        if msg.by_ref:
+            import ray
+
+            msg.body, msg.by_ref = ray.get(msg.body), False
+        return msg
+
+    def deliver(self, msg: Message) -> None:
+        """Called by the TopologyManager (another thread of this actor)."""
+        self._queue.put(msg)
+
+    def deliver_many(self, msgs: list[Message]) -> None:
+        for m in msgs:
+            self._queue.put(m)
+
+    # --- versions ---------------------------------------------------------------------------
+    def update_version(self, **model: Any) -> int:
+        """Record a new model version in the buffer and return the version number."""
+        meta = model.pop("_meta", {})
+        with self._version_cv:
+            self.version += 1
+            self._versions.append(VersionEntry(self.id, self.version, model, time.time(), meta))
+            self._version_cv.notify_all()
+        self.last_heartbeat = time.time()
+        return self.version
+
+    def get_version(self, after: int = -1, timeout: float | None = None) -> VersionEntry | None:
+        """The newest entry whose version is above ``after``; waits up to ``timeout`` for one."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._version_cv:
+            while not self._versions or self._versions[-1].version <= after:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._version_cv.wait(remaining)
+            return self._versions[-1]
+
+    def get_versions(self, after: int = -1, timeout: float | None = None) -> list[VersionEntry]:
+        """Every buffered entry above ``after`` (oldest first); waits up to ``timeout`` for one."""
+        newest = self.get_version(after, timeout)
+        if newest is None:
+            return []
+        with self._version_cv:
+            return [e for e in self._versions if e.version > after]
+
+    # --- control (driver and supervisor) ----------------------------------------------------
+    def run(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Entry point the driver calls: runs ``train`` and reports how it ended."""
+        self._stopped.clear()
+        self.status = "Running"
+        try:
+            result = self.train(**kwargs)
+        except StopNode:
+            result = None
+        self.status = "Finished"
+        return {"id": self.id, "version": self.version, "result": result}
+
+    def ping(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "incarnation": self.incarnation,
+            "version": self.version,
+            "status": self.status,
+            "pid": os.getpid(),
+            "time": time.time(),
+            "lastHeartbeat": self.last_heartbeat,
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        self.restore(state)
+
+    def stop(self) -> None:
+        self._queue.put(Message("__stop__", None))
+
+    def _topology_manager(self) -> Any:
+        if self._tm is None:
+            import ray
+
+            self._tm = ray.get_actor(actor_name(self.federation, TOPOLOGY_MANAGER), namespace=self.namespace)
+        return self._tm
+
+
+def _cap_gpu_memory(fraction: float) -> None:
+    """Make a fractional GPU a hard memory cap: Ray's fractions only limit scheduling."""
+    if not 0 < fraction < 1:
+        return
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(fraction)
+
+
+class VirtualNode:
+    """A lazy node: holds what is needed to build the actor, and the handle once built."""
+
+    def __init__(
+        self,
+        template: type[FederatedNode],
+        node_id: str,
+        role: str,
+        federation: str,
+        *,
+        config: dict[str, Any] | None = None,
+        num_cpus: float = 0.1,
+        num_gpus: float = 0.0,
+    ) -> None:
+        parse_role(role)
+        self.template = template
+        self.id = node_id
+        self.role = role
+        self.federation = federation
+        self.config = config or {}
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.handle: Any = None
+
+    @property
+    def built(self) -> bool:
+        return self.handle is not None
+
+    def build(
+        self,
+        bundle_index: int,
+        placement_group: Any,
+        *,
+        namespace: str | None = None,
+        max_restarts: int = 0,
+    ) -> Any:
+        import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        if self.handle is not None:
+            return self.handle
+        cls = ray.remote(self.template)
+        self.handle = cls.options(  # type: ignore[attr-defined]
+            name=actor_name(self.federation, self.id),
+            namespace=namespace,
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+            max_restarts=max_restarts,
+            max_concurrency=16,
+            scheduling_strategy=PlacementGroupSchedulingStrategy(
+                placement_group=placement_group, placement_group_bundle_index=bundle_index
+            ),
+        ).remote(
+            self.id,
+            self.role,
+            self.federation,
+            namespace=namespace,
+            config=self.config,
+            gpu_fraction=self.num_gpus if self.num_gpus < 1 else 0.0,
+        )
+        return self.handle
+
+    def __repr__(self) -> str:
+        return f"VirtualNode({self.id!r}, role={self.role!r}, built={self.built})"

@@ -1,0 +1,84 @@
+"""The TopologyManager actor: owns the federation's graph, routes messages, enforces the edges."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import networkx as nx
+
+from red.errors import TopologyError
+from red.runtime.messages import Message
+
+log = logging.getLogger(__name__)
+
+
+class TopologyManager:
+    """Routes ``publish(msg, recipients)`` to node actors, refusing any recipient that is not a
+    neighbour of the sender. The driver (sender ``None``) is the broker and may reach every node.
+
+    Node handles are registered by the driver; several virtual nodes may share one host actor (the
+    multiplexed pool), so messages are delivered per host in one call.
+    """
+
+    def __init__(self, federation: str) -> None:
+        self.federation = federation
+        self.graph: nx.Graph = nx.Graph()
+        self._hosts: dict[str, Any] = {}
+        self._host_key: dict[str, str] = {}
+        self.delivered = 0
+        self.refused = 0
+
+    def link_nodes(self, ids: Iterable[str], topology: nx.Graph) -> int:
+        """Install ``topology`` (a graph over ``ids``); returns the number of edges."""
+        ids = list(ids)
+        missing = [n for n in topology.nodes if n not in set(ids)]
+        if missing:
+            raise TopologyError(f"the topology names nodes that are not in the federation: {missing[:5]}")
+        g = nx.Graph()
+        g.add_nodes_from(ids)
+        g.add_edges_from(topology.edges)
+        self.graph = g
+        return g.number_of_edges()
+
+    def register(self, handles: dict[str, Any], host_keys: dict[str, str] | None = None) -> None:
+        """Node id → actor handle (``host_keys`` groups ids hosted by the same actor)."""
+        self._hosts.update(handles)
+        for node_id in handles:
+            self._host_key[node_id] = (host_keys or {}).get(node_id, node_id)
+
+    def get_neighbors(self, node_id: str) -> list[str]:
+        if node_id not in self.graph:
+            raise TopologyError(f"unknown node {node_id!r} in federation {self.federation!r}")
+        return sorted(self.graph.neighbors(node_id))
+
+    def neighbors_of(self, node_ids: list[str]) -> dict[str, list[str]]:
+        return {n: self.get_neighbors(n) for n in node_ids}
+
+    def publish(self, msg: Message, recipients: list[str]) -> int:
+        """Deliver ``msg`` to each recipient; returns how many deliveries were made."""
+        if msg.sender is not None:
+            allowed = set(self.graph.neighbors(msg.sender)) if msg.sender in self.graph else set()
+            bad = [r for r in recipients if r not in allowed]
+            if bad:
+                # Nodes check first and raise in the sender; this is the authoritative backstop.
+                self.refused += len(bad)
+                log.warning("refused %s -> %s: not neighbours", msg.sender, bad)
+                recipients = [r for r in recipients if r in allowed]
+        by_host: dict[str, list[str]] = {}
+        for r in recipients:
+            if r not in self._hosts:
+                raise TopologyError(f"no node {r!r} in federation {self.federation!r}")
+            by_host.setdefault(self._host_key[r], []).append(r)
+        for ids in by_host.values():
+            handle = self._hosts[ids[0]]
+            if len(ids) == 1 and self._host_key[ids[0]] == ids[0]:
+                handle.deliver.remote(msg)
+            else:
+                handle.deliver_to.remote(msg, ids)
+        self.delivered += len(recipients)
+        return len(recipients)
+
+    def stats(self) -> dict[str, int]:
+        return {"delivered": self.delivered, "refused": self.refused, "edges": self.graph.number_of_edges()}

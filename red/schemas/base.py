@@ -1,0 +1,165 @@
+"""Schema: a FederatedBase that knows how to build itself from a spec and drive rounds to the end."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+import networkx as nx
+
+from red.errors import FederationFailed
+from red.registry import algorithms, tasks
+from red.report import Report
+from red.runtime.federation import Emit, FederatedBase
+from red.runtime.messages import VersionEntry
+from red.runtime.node import VirtualNode
+from red.spec.model import Federation
+
+
+class Schema(FederatedBase):
+    """Base of the built-in schemas. Subclasses define the nodes and graph (``layout``) and what
+    progress looks like (``poll_progress``); the loop, supervision and reports are shared."""
+
+    name_in_spec: ClassVar[str] = ""
+
+    def __init__(self, fed: Federation, *, rounds: int | None = None, namespace: str | None = None,
+                 checkpointer: Any = None) -> None:
+        spec = fed.spec
+        self.fed = fed
+        self.spec = spec
+        self.rounds = rounds if rounds is not None else spec.rounds
+        self.algorithm_cls = algorithms.get(spec.algorithm.name)
+        self.task_cls = tasks.get(spec.task.name)
+        self.checkpointer = checkpointer
+        self.start_round = 0
+        self.resume_state: dict[str, Any] | None = None
+        nodes, graph = self.layout()
+        ft = spec.fault_tolerance
+        super().__init__(
+            fed.name,
+            nodes,
+            graph,
+            broker={"cpu": spec.resources.broker.cpu, "gpu": spec.resources.broker.gpu},
+            placement_strategy=spec.resources.placement_strategy,
+            placement_timeout_seconds=spec.resources.placement_timeout_seconds,
+            max_restarts=ft.max_restarts,
+            heartbeat_seconds=ft.heartbeat_seconds,
+            round_timeout_seconds=ft.round_timeout_seconds,
+            min_clients=spec.effective_min_clients,
+            namespace=namespace,
+        )
+
+    # --- to implement ------------------------------------------------------------------------
+    def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
+        raise NotImplementedError
+
+    def run_kwargs(self, node_id: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def poll_progress(self, after: int, timeout: float) -> list[VersionEntry]:
+        """Entries (``meta['round']``, ``meta['metrics']``) for rounds finished after ``after``."""
+        raise NotImplementedError
+
+    def is_done(self, finished: list[str]) -> bool:
+        raise NotImplementedError
+
+    def checkpoint_state(self, entry: VersionEntry) -> dict[str, Any]:
+        """What a checkpoint after ``entry``'s round must hold to resume exactly."""
+        return {}
+
+    def apply_resume(self, state: dict[str, Any]) -> None:
+        """Take a loaded checkpoint: set ``start_round`` and what nodes are restored with."""
+        self.start_round = int(state["round"])
+        self.resume_state = state
+
+    # --- shared helpers ----------------------------------------------------------------------
+    def client_ids(self) -> list[str]:
+        return [f"client_{i}" for i in range(self.spec.clients)]
+
+    def node(self, node_id: str, role: str, index: int = -1, template: type | None = None) -> VirtualNode:
+        from red.schemas.task_node import TaskNode
+
+        res = self.spec.resources
+        return VirtualNode(
+            template or TaskNode,
+            node_id,
+            role,
+            self.fed.name,
+            config={
+                "build": {
+                    "task_cls": self.task_cls,
+                    "task_params": self.spec.task.params,
+                    "num_clients": self.spec.clients,
+                    "seed": self.spec.seed,
+                    "index": index,
+                }
+            },
+            num_cpus=res.per_node.cpu,
+            num_gpus=res.per_node.gpu,
+        )
+
+    # --- the loop ----------------------------------------------------------------------------
+    def run(self, emit: Emit) -> Report:
+        """Build, start, supervise until the last round; emit a report per round. Always stops."""
+        t0 = time.monotonic()
+        try:
+            self.start(self.run_kwargs)
+            last = self.start_round
+            metrics: dict[str, float] = {}
+            emit(self.report("start", last, self.rounds, metrics, t0))
+            last_progress = time.monotonic()
+            while True:
+                for entry in self.poll_progress(last, timeout=0.25):
+                    r = int(entry.meta.get("round", entry.version))
+                    if r <= last:
+                        continue
+                    last = r
+                    metrics = dict(entry.meta.get("metrics", {}))
+                    self.absorb(entry)
+                    last_progress = time.monotonic()
+                    emit(self.report("round", last, self.rounds, metrics, t0))
+                    if self.checkpointer is not None and self.checkpointer.due(last, self.rounds):
+                        self.checkpointer.save(last, self.checkpoint_state(entry))
+                finished = self.supervise(self.run_kwargs)
+                if self.is_done(finished):
+                    break
+                if time.monotonic() - last_progress > self.round_timeout_seconds:
+                    raise FederationFailed(
+                        f"no round finished in {self.round_timeout_seconds:g}s (last round {last}); "
+                        "a node may be stuck. Raise spec.faultTolerance.roundTimeoutSeconds if rounds "
+                        "are legitimately this slow.",
+                        reason="Stalled",
+                    )
+            self.final_sync()
+            return self.report("done", last, self.rounds, metrics, t0)
+        finally:
+            self.stop()
+
+    def absorb(self, entry: VersionEntry) -> None:
+        """Fold a progress entry's per-node facts into the node table."""
+        src = self.state.get(entry.id)
+        if src is not None:
+            src.version = max(src.version, entry.version)
+            src.last_heartbeat = entry.timestamp
+        for nid, v in entry.meta.get("clientVersions", {}).items():
+            st = self.state.get(nid)
+            if st is not None:
+                st.version = max(st.version, int(v))
+        for nid, n in entry.meta.get("participation", {}).items():
+            if nid in self.state:
+                self.state[nid].rounds = int(n)
+
+    def final_sync(self) -> None:
+        """Exact final versions: ask every live node (they are idle by now)."""
+        import ray
+
+        ids = [n for n, st in self.state.items() if st.health != "Dead" and self.nodes[n].built]
+        refs = [self.nodes[n].handle.ping.remote() for n in ids]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=10)
+        for ref in ready:
+            try:
+                p = ray.get(ref)
+            except ray.exceptions.RayError:
+                continue
+            st = self.state[p["id"]]
+            st.version, st.last_heartbeat = p["version"], p["time"]

@@ -1,0 +1,262 @@
+"""The star schema: a server (aggregates, evaluates) and clients (train), synchronous or FedBuff-async."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import networkx as nx
+
+from red import topology
+from red.aggregation import Params, subtract
+from red.algorithms.base import Algorithm, Update
+from red.runtime.messages import VersionEntry
+from red.runtime.node import VirtualNode
+from red.schemas.base import Schema
+from red.schemas.task_node import TaskNode, sample_clients
+
+SERVER = "server"
+
+
+class StarServer(TaskNode):
+    """Broadcasts the global model, collects updates, aggregates, evaluates, records a version."""
+
+    client_versions: dict[str, int]
+    participation: dict[str, int]
+    algorithm: Algorithm | None = None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore(state)
+        if state.get("params") is not None:
+            self.load(state["params"])
+        self.client_versions = dict(state.get("clientVersions", {}))
+        self.participation = dict(state.get("participation", {}))
+        self._restored_algorithm_state = state.get("algorithmState")
+
+    def train(
+        self,
+        *,
+        rounds: int,
+        start_round: int = 0,
+        algorithm_cls: type[Algorithm],
+        algorithm_params: dict[str, Any],
+        sample_fraction: float = 1.0,
+        deadline_seconds: float | None = None,
+        seed: int = 0,
+        **_: Any,
+    ) -> dict[str, Any]:
+        self.algorithm = algorithm_cls(**algorithm_params)
+        saved = getattr(self, "_restored_algorithm_state", None)
+        if saved:
+            self.algorithm.load_state_dict(saved)
+        self.client_versions = getattr(self, "client_versions", {})
+        self.participation = getattr(self, "participation", {})
+        self.version = start_round
+        self.alive = set(self.neighbors)
+        if self.algorithm.asynchronous:
+            self._train_async(rounds, start_round, sample_fraction, seed)
+        else:
+            self._train_sync(rounds, start_round, sample_fraction, deadline_seconds, seed)
+        return {"round": self.version}
+
+    def _broadcast(self, to: list[str], round: int) -> None:
+        assert self.algorithm is not None
+        body = {"round": round, "params": self.params, "version": self.version,
+                "config": self.algorithm.client_config()}
+        self.send("model", body, to=to)
+
+    def _train_sync(
+        self, rounds: int, start: int, fraction: float, deadline: float | None, seed: int
+    ) -> None:
+        assert self.algorithm is not None
+        for r in range(start + 1, rounds + 1):
+            sampled = sample_clients(sorted(self.alive), fraction, seed, r)
+            self._broadcast(sampled, r)
+            pending = set(sampled)
+            updates: dict[str, Update] = {}
+            t_end = None if deadline is None else time.monotonic() + deadline
+            while pending:
+                wait = 0.5 if t_end is None else max(0.0, min(0.5, t_end - time.monotonic()))
+                msg = self.receive(timeout=wait)
+                if msg is None:
+                    if t_end is not None and time.monotonic() >= t_end:
+                        break  # stragglers are left out of this round
+                    continue
+                if msg.header == "update" and msg.body["round"] == r and msg.sender in pending:
+                    b = msg.body
+                    updates[msg.sender] = Update(msg.sender, b["params"], b["numSamples"], b["baseVersion"],
+                                                 b.get("metrics", {}))
+                    pending.discard(msg.sender)
+                    self.client_versions[msg.sender] = b["version"]
+                elif msg.header == "node_lost":
+                    pending.discard(msg.body["node"])
+                    if msg.body.get("dead"):
+                        self.alive.discard(msg.body["node"])
+            self._finish_round(r, [updates[k] for k in sorted(updates)])
+
+    def _train_async(self, rounds: int, start: int, fraction: float, seed: int) -> None:
+        # FedBuff: clients never wait for each other. Each update is answered at once with the current
+        # model; every `buffer_size` updates the server aggregates and the version advances.
+        assert self.algorithm is not None
+        k = int(getattr(self.algorithm, "buffer_size", 1))
+        self._broadcast(sample_clients(sorted(self.alive), fraction, seed, start + 1), start + 1)
+        buffer: list[Update] = []
+        while self.version < rounds:
+            msg = self.receive(timeout=0.5)
+            if msg is None:
+                continue
+            if msg.header == "update":
+                b = msg.body
+                self.client_versions[msg.sender] = b["version"]
+                buffer.append(Update(msg.sender, b["delta"], b["numSamples"], b["baseVersion"],
+                                     b.get("metrics", {})))
+                if len(buffer) >= k:
+                    self._finish_round(self.version + 1, buffer)
+                    buffer = []
+                if self.version < rounds and msg.sender in self.alive:
+                    self._broadcast([msg.sender], self.version + 1)
+            elif msg.header == "node_lost":
+                node = msg.body["node"]
+                if msg.body.get("dead"):
+                    self.alive.discard(node)
+                elif node in self.alive:
+                    self._broadcast([node], self.version + 1)  # restarted: hand it work again
+
+    def _finish_round(self, r: int, updates: list[Update]) -> None:
+        assert self.algorithm is not None
+        if updates:
+            new = self.algorithm.aggregate(self.params, updates, version=self.version)
+            self.load(new)
+            for u in updates:
+                self.participation[u.node_id] = self.participation.get(u.node_id, 0) + 1
+        metrics = self.task.evaluate(self.model, self.test)
+        metrics["participants"] = float(len(updates))
+        self.update_version(
+            params=self.params,
+            _meta={
+                "round": r,
+                "metrics": metrics,
+                "participants": [u.node_id for u in updates],
+                "clientVersions": dict(self.client_versions),
+                "participation": dict(self.participation),
+                "algorithmState": self.algorithm.state_dict(),
+            },
+        )
+
+
+class StarClient(TaskNode):
+    """Waits for the global model, trains locally, sends the update back to the sender."""
+
+    def restore(self, state: dict[str, Any]) -> None:
+        super().restore(state)
+        if state.get("params") is not None:
+            self.load(state["params"])
+
+    def train(self, *, asynchronous: bool = False, **_: Any) -> None:
+        while True:
+            msg = self.receive(timeout=1.0)  # raises StopNode when the federation stops
+            if msg is None or msg.header != "model":
+                continue
+            b = msg.body
+            received: Params = b["params"]
+            self.load(received)
+            result = self.task.train(self.model, self.data, node_id=self.id, round=b["round"], **b["config"])
+            params = self.params
+            version = self.update_version(params=params, _meta={"round": b["round"]})
+            update: dict[str, Any] = {
+                "round": b["round"],
+                "numSamples": result.num_samples,
+                "version": version,
+                "baseVersion": b["version"],
+                "metrics": result.metrics,
+            }
+            if asynchronous:
+                update["delta"] = subtract(params, received)
+            else:
+                update["params"] = params
+            self.send("update", update, to=msg.sender)
+
+
+class StarFederatedLearning(Schema):
+    """Server plus ``spec.clients`` clients on a star; FedAvg/FedProx/median/trimmed-mean rounds, or
+    FedBuff asynchronously."""
+
+    def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
+        ids = self.client_ids()
+        nodes = [self.node(SERVER, "eval", template=StarServer)]
+        nodes += [self.node(cid, "train", index=i, template=StarClient) for i, cid in enumerate(ids)]
+        return nodes, topology.star(SERVER, ids)
+
+    def run_kwargs(self, node_id: str) -> dict[str, Any]:
+        if node_id == SERVER:
+            return {
+                "rounds": self.rounds,
+                "start_round": self._server_round(),
+                "algorithm_cls": self.algorithm_cls,
+                "algorithm_params": self.spec.algorithm.params,
+                "sample_fraction": self.spec.sample_fraction,
+                "deadline_seconds": self.spec.round_deadline_seconds,
+                "seed": self.spec.seed,
+            }
+        return {"asynchronous": bool(self.algorithm_cls.asynchronous)}
+
+    def _server_round(self) -> int:
+        return max(self.start_round, getattr(self, "_last_round", 0))
+
+    def start(self, kwargs_for: Any) -> None:
+        self.build()
+        if self.resume_state is not None:
+            import ray
+
+            ray.get(self.nodes[SERVER].handle.restore_state.remote(self._server_state()))
+            ray.get([self.nodes[c].handle.restore_state.remote(self.restore_state(c)) for c in self.client_ids()])
+        super().start(kwargs_for)
+
+    def _server_state(self) -> dict[str, Any]:
+        s = self.resume_state or {}
+        latest = getattr(self, "_latest", None)
+        if latest is not None:
+            s = latest
+        return {
+            "version": s.get("round", 0),
+            "params": s.get("params"),
+            "clientVersions": s.get("clientVersions", {}),
+            "participation": s.get("participation", {}),
+            "algorithmState": s.get("algorithmState"),
+        }
+
+    def poll_progress(self, after: int, timeout: float) -> list[VersionEntry]:
+        import ray
+
+        entries: list[VersionEntry] = ray.get(self.nodes[SERVER].handle.get_versions.remote(after, timeout))
+        for e in entries:
+            self._last_round = int(e.meta["round"])
+            self._latest = {"round": self._last_round, "params": e.model["params"], **{
+                k: e.meta[k] for k in ("clientVersions", "participation", "algorithmState")}}
+        return entries
+
+    def is_done(self, finished: list[str]) -> bool:
+        return self.state[SERVER].health == "Finished"
+
+    def restore_state(self, node_id: str) -> dict[str, Any]:
+        if node_id == SERVER:
+            return self._server_state()
+        latest = getattr(self, "_latest", None) or self.resume_state or {}
+        known = max(self.state[node_id].version, int(latest.get("clientVersions", {}).get(node_id, 0)))
+        return {"version": known, "params": latest.get("params")}
+
+    def on_node_lost(self, node_id: str, *, dead: bool) -> None:
+        if node_id == SERVER:
+            if dead:
+                from red.errors import FederationFailed
+
+                raise FederationFailed(
+                    "the server node died after exhausting maxRestarts; raise spec.faultTolerance.maxRestarts",
+                    reason="ServerLost",
+                )
+            return
+        if self.state[SERVER].health in ("Alive", "Restarting"):
+            self.send("node_lost", {"node": node_id, "dead": dead}, to=SERVER)
+
+    def checkpoint_state(self, entry: VersionEntry) -> dict[str, Any]:
+        return dict(getattr(self, "_latest", {}))

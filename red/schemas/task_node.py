@@ -1,0 +1,71 @@
+"""Node actors that learn a `Task`: the model, the data, and the torch settings every schema shares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from red.aggregation import Params
+from red.runtime.node import FederatedNode
+from red.tasks.base import Task
+
+
+class TaskNode(FederatedNode):
+    """A FederatedNode holding ``self.task``, ``self.model`` and its data split."""
+
+    task: Task
+    model: Any
+    data: Any
+    test: Any
+
+    def build(
+        self,
+        *,
+        task_cls: type[Task],
+        task_params: dict[str, Any],
+        num_clients: int,
+        seed: int,
+        index: int = -1,
+        threads: int = 1,
+        **_: Any,
+    ) -> None:
+        import torch
+
+        # Many small actors share few cores: one thread each avoids oversubscription (big win).
+        torch.set_num_threads(threads)
+        self.task = task_cls(task_params, num_clients=num_clients, seed=seed)
+        self.model = self.task.create_model()
+        if torch.cuda.is_available() and _assigned_gpu():
+            self.model = self.model.cuda()
+        self.data = self.task.client_data(index) if "train" in self.roles and index >= 0 else None
+        self.test = self.task.test_data() if "eval" in self.roles else None
+
+    @property
+    def params(self) -> Params:
+        return self.task.get_params(self.model)
+
+    def load(self, params: Params) -> None:
+        self.task.set_params(self.model, params)
+
+
+def _assigned_gpu() -> bool:
+    try:
+        import ray
+
+        return bool(ray.get_gpu_ids())
+    except Exception:
+        return False
+
+
+def sample_clients(alive: list[str], fraction: float, seed: int, round: int) -> list[str]:
+    """Deterministic per (seed, round): a resumed run samples exactly what the original did."""
+    if fraction >= 1.0 or len(alive) <= 1:
+        return sorted(alive)
+    k = max(1, round_half_up(fraction * len(alive)))
+    rng = np.random.default_rng([seed, round])
+    return sorted(rng.choice(sorted(alive), size=k, replace=False).tolist())
+
+
+def round_half_up(x: float) -> int:
+    return int(np.floor(x + 0.5))

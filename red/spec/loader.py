@@ -1,0 +1,110 @@
+"""Read a Federation from YAML or a dict, turning every problem into one clear `SpecError`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from red.errors import SpecError
+from red.spec.model import API_VERSION, KIND, Federation, FederationSpec
+
+_FIXES = {
+    "extra_forbidden": "unknown field; check its spelling against `red validate --help` or the spec reference",
+    "missing": "required field is missing",
+}
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not out:
+            out = str(part)
+        else:
+            out += f".{part}"
+    return out or "(top level)"
+
+
+def format_validation_error(err: ValidationError, prefix: str = "") -> list[str]:
+    """One line per problem: `field.path: what is wrong and how to fix it`."""
+    lines: list[str] = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        path = _path(((prefix,) if prefix else ()) + loc)
+        kind = e["type"]
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if kind == "literal_error" and loc == ("apiVersion",):
+            msg = f"must be {API_VERSION!r} (got {e.get('input')!r})"
+        elif kind == "literal_error" and loc == ("kind",):
+            msg = f"must be {KIND!r} (got {e.get('input')!r}); this file does not describe a Red Federation"
+        elif kind in _FIXES:
+            msg = _FIXES[kind]
+        elif "input" in e and kind not in ("value_error", "assertion_error") and not isinstance(
+            e["input"], dict | list
+        ):
+            msg = f"{msg} (got {e['input']!r})"
+        if msg.startswith("spec."):
+            lines.append(msg)  # cross-field messages already name their fields
+        else:
+            lines.append(f"{path}: {msg}")
+    return lines
+
+
+def _raise(err: ValidationError, source: str, prefix: str = "") -> SpecError:
+    problems = format_validation_error(err, prefix)
+    head = f"{source}: invalid Federation" if len(problems) > 1 else f"{source}: {problems[0]}"
+    body = "\n".join(f"  - {p}" for p in problems) if len(problems) > 1 else ""
+    return SpecError(head + ("\n" + body if body else ""), problems)
+
+
+def federation_from_dict(
+    data: Any, *, source: str = "<object>", check_registry: bool = True
+) -> Federation:
+    """Validate a whole Federation object. `check_registry` checks schema/algorithm/task names too."""
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{source}: expected a mapping with apiVersion, kind, metadata and spec "
+            f"(got {type(data).__name__})"
+        )
+    try:
+        return Federation.model_validate(data, context={"check_registry": check_registry})
+    except ValidationError as err:
+        raise _raise(err, source) from None
+
+
+def spec_from_dict(data: Any, *, source: str = "spec", check_registry: bool = False) -> FederationSpec:
+    """Validate only a `spec` mapping (what the operator reads from a custom resource)."""
+    try:
+        return FederationSpec.model_validate(data or {}, context={"check_registry": check_registry})
+    except ValidationError as err:
+        raise _raise(err, source, prefix="spec") from None
+
+
+def load_federation(path: str | Path, *, check_registry: bool = True) -> Federation:
+    """Read and validate a Federation YAML file. Raises `SpecError` with the file and field named."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as err:
+        raise SpecError(f"{p}: cannot read the file ({err.strerror}); check the path") from None
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as err:
+        where = ""
+        mark = getattr(err, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise SpecError(f"{p}: malformed YAML{where}: {problem}; fix the syntax and try again") from None
+    if not docs:
+        raise SpecError(f"{p}: the file is empty; it must hold one Federation object")
+    feds = [d for d in docs if isinstance(d, dict) and d.get("kind") == KIND]
+    if len(docs) > 1 and len(feds) == 1:
+        docs = feds
+    if len(docs) > 1:
+        raise SpecError(f"{p}: holds {len(docs)} YAML documents; put one Federation per file")
+    return federation_from_dict(docs[0], source=str(p), check_registry=check_registry)
