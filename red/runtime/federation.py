@@ -64,9 +64,48 @@ class FederatedBase:
         self.state: dict[str, NodeState] = {n.id: NodeState(n.id, n.role) for n in nodes}
         self.pg: Any = None
         self.tm: Any = None
-        self._runs: dict[str, Any] = {}  # node id → ObjectRef of its run()
+        self._runs: dict[str, Any] = {}  # actor id → ObjectRef of its run()
         self._last_ping = 0.0
         self._stopped = False
+        # The multiplexed pool (see red.runtime.pool): host actors, and what they run for their nodes.
+        self.hosts: dict[str, VirtualNode] = {}
+        self.hosted: dict[str, list[str]] = {}  # host id → the virtual node ids it serves
+        self.host_program: tuple[type, dict[str, Any]] | None = None
+        self.initial_hosted_state: dict[str, dict[str, Any]] = {}
+        self.store: Any = None
+
+    # --- the multiplexed pool ----------------------------------------------------------------
+    def pool(
+        self,
+        node_ids: list[str],
+        hosts: list[VirtualNode],
+        program: type,
+        program_kwargs: dict[str, Any] | None = None,
+        initial_state: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Serve ``node_ids`` from ``hosts`` (round-robin) instead of one actor each. Call before build."""
+        for h in hosts:
+            self.hosts[h.id] = h
+            self.hosted[h.id] = []
+            self.state[h.id] = NodeState(h.id, "host")
+        order = list(self.hosts)
+        for i, nid in enumerate(node_ids):
+            host = order[i % len(order)]
+            self.nodes[nid].host = host
+            self.hosted[host].append(nid)
+        self.host_program = (program, dict(program_kwargs or {}))
+        self.initial_hosted_state = dict(initial_state or {})
+
+    @property
+    def actors(self) -> dict[str, VirtualNode]:
+        """Every node that is (or becomes) an actor of its own: unpooled nodes and pool hosts."""
+        own = {nid: vn for nid, vn in self.nodes.items() if vn.host is None}
+        own.update(self.hosts)
+        return own
+
+    def _set_hosted_health(self, host: str, health: Any) -> None:
+        for nid in self.hosted.get(host, []):
+            self.state[nid].health = health
 
     # --- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> FederatedBase:
@@ -80,9 +119,10 @@ class FederatedBase:
         (all by default). Building is lazy: nodes not named stay virtual and cost nothing."""
         import ray
 
+        actors = self.actors
         if self.pg is None:
             bundles = placement.bundles_for(
-                self.broker, [{"cpu": n.num_cpus, "gpu": n.num_gpus} for n in self.nodes.values()]
+                self.broker, [{"cpu": n.num_cpus, "gpu": n.num_gpus} for n in actors.values()]
             )
             self.pg = placement.create_placement_group(
                 f"red-{self.name}",
@@ -106,22 +146,49 @@ class FederatedBase:
                 )
                 .remote(self.name)
             )
-            ray.get(self.tm.link_nodes.remote(list(self.nodes), self.graph))
-        index = {nid: i + 1 for i, nid in enumerate(self.nodes)}
-        wanted = list(self.nodes) if node_ids is None else list(node_ids)
+            ray.get(self.tm.link_nodes.remote(list(self.nodes) + list(self.hosts), self.graph))
+        if self.hosts and self.store is None:
+            self._start_store()
+        index = {nid: i + 1 for i, nid in enumerate(actors)}
+        wanted = list(actors) if node_ids is None else list(node_ids)
+        wanted = [self.nodes[n].host or n if n in self.nodes else n for n in wanted]
         new = {}
-        for nid in wanted:
-            vn = self.nodes[nid]
+        for nid in dict.fromkeys(wanted):
+            vn = actors[nid]
             if not vn.built:
                 new[nid] = vn.build(
                     index[nid], self.pg, namespace=self.namespace, max_restarts=self.max_restarts
                 )
         if new:
-            ray.get(self.tm.register.remote(new))
+            ray.get(self.tm.register.remote({n: h for n, h in new.items() if n not in self.hosts}))
+            for host in (n for n in new if n in self.hosts):
+                ray.get(self.tm.register_hosted.remote(host, new[host], self.hosted[host]))
             pings = ray.get([h.ping.remote() for h in new.values()])
             for p in pings:
                 st = self.state[p["id"]]
                 st.health, st.incarnation, st.last_heartbeat = "Alive", p["incarnation"], p["time"]
+                self._set_hosted_health(p["id"], "Alive")
+
+    def _start_store(self) -> None:
+        import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        from red.runtime.pool import NodeStateStore, actor_name_store
+
+        self.store = (
+            ray.remote(NodeStateStore)
+            .options(  # type: ignore[attr-defined]
+                name=actor_name_store(self.name),
+                namespace=self.namespace,
+                num_cpus=0.001,
+                max_restarts=-1,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    placement_group=self.pg, placement_group_bundle_index=0
+                ),
+            )
+            .remote()
+        )
+        ray.get(self.store.put_many.remote(self.initial_hosted_state))
 
     def stop(self) -> None:
         """Stop every node loop, kill every actor, remove the placement group. Safe to call twice."""
@@ -132,7 +199,8 @@ class FederatedBase:
 
         if not ray.is_initialized():
             return
-        for vn in self.nodes.values():
+        actors = self.actors
+        for vn in actors.values():
             if vn.built:
                 try:
                     vn.handle.stop.remote()
@@ -140,13 +208,20 @@ class FederatedBase:
                     pass
         if self._runs:
             ray.wait(list(self._runs.values()), num_returns=len(self._runs), timeout=2.0)
-        for vn in self.nodes.values():
+        for vn in actors.values():
             if vn.built:
                 try:
                     ray.kill(vn.handle, no_restart=True)
                 except Exception:
                     pass
                 vn.handle = None
+        for extra in ("store", "tm"):
+            if extra == "store" and self.store is not None:
+                try:
+                    ray.kill(self.store, no_restart=True)
+                except Exception:
+                    pass
+                self.store = None
         if self.tm is not None:
             try:
                 ray.kill(self.tm, no_restart=True)
@@ -158,7 +233,10 @@ class FederatedBase:
 
     # --- driver verbs ------------------------------------------------------------------------
     def handle(self, node_id: str) -> Any:
-        vn = self.nodes[node_id]
+        """The actor of ``node_id`` (for a pooled node: its host's)."""
+        vn = self.nodes[node_id] if node_id in self.nodes else self.hosts[node_id]
+        if vn.host is not None:
+            vn = self.hosts[vn.host]
         if not vn.built:
             self.build([node_id])
         return vn.handle
@@ -183,8 +261,13 @@ class FederatedBase:
     def start(self, kwargs_for: Callable[[str], dict[str, Any]]) -> None:
         """Build what is not built and start each node's ``train`` loop."""
         self.build()
-        for nid, vn in self.nodes.items():
-            self._runs[nid] = vn.handle.run.remote(kwargs_for(nid))
+        for nid, vn in self.actors.items():
+            if nid in self.hosts and self.host_program is not None:
+                program, program_kwargs = self.host_program
+                kwargs = {"program": program, "program_kwargs": program_kwargs}
+            else:
+                kwargs = kwargs_for(nid)
+            self._runs[nid] = vn.handle.run.remote(kwargs)
 
     # --- supervision -------------------------------------------------------------------------
     def clients(self) -> list[str]:
@@ -215,6 +298,7 @@ class FederatedBase:
                     ) from None
                 del self._runs[nid]
                 self.state[nid].health = "Finished"
+                self._set_hosted_health(nid, "Finished")
                 finished.append(nid)
         if time.monotonic() - self._last_ping >= self.heartbeat_seconds:
             self._last_ping = time.monotonic()
@@ -233,7 +317,8 @@ class FederatedBase:
         import ray
 
         ids = [n for n in self._runs if self.state[n].health in ("Alive", "Restarting")]
-        refs = {self.nodes[n].handle.ping.remote(): n for n in ids}
+        actors = self.actors
+        refs = {actors[n].handle.ping.remote(): n for n in ids}
         if not refs:
             return
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
@@ -250,12 +335,10 @@ class FederatedBase:
         import ray
 
         st = self.state[nid]
-        handle = self.nodes[nid].handle
+        handle = self.actors[nid].handle
         st.health = "Restarting"
-        try:
-            # Calls queue while Ray restarts the actor; a DEAD actor fails at once.
-            p = ray.get(handle.ping.remote(), timeout=60)
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+        p = _ping_through_restart(handle, timeout=60.0)
+        if p is None:
             st.health = "Dead"
             del self._runs[nid]
             log.warning("node %s is dead after %d restarts", nid, st.restarts)
@@ -297,3 +380,21 @@ def check_placeable(bundles: list[dict[str, float]], name: str) -> None:
     short = placement.shortfall(bundles, ray.cluster_resources())
     if short:
         raise PlacementError(placement.describe_shortfall(short, f"federation {name!r}"))
+
+
+def _ping_through_restart(handle: Any, timeout: float) -> dict[str, Any] | None:
+    """Ping a node that just failed. While Ray restarts it, calls fail with ActorUnavailableError:
+    retry until it answers (restarted) or Ray says it is dead for good (None)."""
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return dict(ray.get(handle.ping.remote(), timeout=max(1.0, deadline - time.monotonic())))
+        except ray.exceptions.ActorDiedError:
+            return None
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
+            time.sleep(0.25)
+        except ray.exceptions.GetTimeoutError:
+            return None
+    return None

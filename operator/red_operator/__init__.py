@@ -1,0 +1,21 @@
+"""Red's Kubernetes operator: reconciles `Federation` objects into KubeRay clusters and Ray jobs.
+
+Layout (pure modules first, the cluster-facing ones after):
+
+* `names`      — names and labels of everything a Federation owns
+* `sizing`     — how many workers each node pool needs, or the shortfall
+* `builders`   — desired objects (RayCluster, Secret, ConfigMap, RBAC) as plain dicts
+* `readiness`  — is the RayCluster ready? what do its pods say?
+* `conditions` — metav1.Condition helpers
+* `status`     — fold observations into `Federation.status`
+* `decide`     — what the reconciler should do next, from the observations
+* `jobs`       — the Ray Jobs REST client
+* `kube`       — thin Kubernetes API helpers
+* `reconcile`  — one reconcile pass: observe, act, write status
+* `handlers`   — the kopf handlers (thin)
+* `engine_job` — the Ray job entrypoint that runs the engine and writes its report
+* `rbac`       — the rules the operator needs (the Helm chart is tested against them)
+* `main`       — the `red-operator` command
+"""
+
+__all__: list[str] = []

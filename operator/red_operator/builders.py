@@ -1,0 +1,200 @@
+"""Desired objects as plain dicts. Pure: nothing here talks to the cluster.
+
+`build_raycluster` is the heart: a head group and one worker group per node pool, GPUs in the container
+*limits* (KubeRay derives a worker's `num-gpus` from them), the pool's nodeSelector and tolerations, the
+engine ServiceAccount on every pod, and Ray's token authentication through KubeRay's `authOptions`
+with the Federation's own token Secret.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from red.spec.model import FederationSpec
+from red_operator import names
+from red_operator.sizing import Sizing
+
+DASHBOARD_PORT = 8265
+GCS_PORT = 6379
+CLIENT_PORT = 10001
+
+
+def _meta(name: str, namespace: str, fed: str, uid: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": names.labels(fed),
+        "ownerReferences": [names.owner_reference(fed, uid)],
+    }
+
+
+def _container(name: str, image: str, cpu: str, memory: str, gpus: int) -> dict[str, Any]:
+    limits: dict[str, str] = {"cpu": cpu, "memory": memory}
+    if gpus > 0:
+        limits["nvidia.com/gpu"] = str(gpus)
+    return {
+        "name": name,
+        "image": image,
+        "resources": {"limits": limits, "requests": {"cpu": cpu, "memory": memory}},
+    }
+
+
+def build_raycluster(
+    fed: str, namespace: str, uid: str, spec: FederationSpec, sizing: Sizing
+) -> dict[str, Any]:
+    """The RayCluster a Federation runs on. `sizing` comes from `sizing.size_cluster(spec)`."""
+    cluster = spec.cluster
+    account = names.engine_account(fed)
+    head = _container("ray-head", cluster.image, cluster.head.cpu, cluster.head.memory, 0)
+    head["ports"] = [
+        {"containerPort": GCS_PORT, "name": "gcs-server"},
+        {"containerPort": DASHBOARD_PORT, "name": "dashboard"},
+        {"containerPort": CLIENT_PORT, "name": "client"},
+    ]
+    groups = []
+    for pool in cluster.node_pools:
+        replicas = sizing.workers.get(pool.name, pool.min_workers)
+        pod_spec: dict[str, Any] = {
+            "serviceAccountName": account,
+            "containers": [
+                _container(
+                    "ray-worker",
+                    cluster.image,
+                    pool.cpus_per_worker,
+                    pool.memory_per_worker,
+                    pool.gpus_per_worker,
+                )
+            ],
+        }
+        if pool.node_selector:
+            pod_spec["nodeSelector"] = dict(pool.node_selector)
+        if pool.tolerations:
+            pod_spec["tolerations"] = [
+                t.model_dump(by_alias=True, exclude_none=True) for t in pool.tolerations
+            ]
+        groups.append(
+            {
+                "groupName": pool.name,
+                "replicas": replicas,
+                "minReplicas": replicas,
+                "maxReplicas": max(replicas, pool.max_workers),
+                "rayStartParams": {},
+                "template": {"metadata": {"labels": names.labels(fed)}, "spec": pod_spec},
+            }
+        )
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayCluster",
+        "metadata": _meta(names.raycluster(fed), namespace, fed, uid),
+        "spec": {
+            "rayVersion": cluster.ray_version,
+            # Ray >= 2.52 token auth, wired by KubeRay (RAY_AUTH_MODE/RAY_AUTH_TOKEN on every container)
+            # from our own Secret, so the operator holds the token without reading KubeRay's objects.
+            "authOptions": {"mode": "token", "secretName": names.token_secret(fed)},
+            "headGroupSpec": {
+                "rayStartParams": {"dashboard-host": "0.0.0.0"},
+                "template": {
+                    "metadata": {"labels": names.labels(fed)},
+                    "spec": {"serviceAccountName": account, "containers": [head]},
+                },
+            },
+            "workerGroupSpecs": groups,
+        },
+    }
+
+
+def build_token_secret(fed: str, namespace: str, uid: str, token: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(names.token_secret(fed), namespace, fed, uid),
+        "type": "Opaque",
+        "stringData": {names.TOKEN_KEY: token},
+    }
+
+
+def build_report_configmap(fed: str, namespace: str, uid: str) -> dict[str, Any]:
+    """The one object the engine may write: its progress report, folded into status by the operator."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(names.report_configmap(fed), namespace, fed, uid),
+        "data": {},
+    }
+
+
+def build_service_account(fed: str, namespace: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(names.engine_account(fed), namespace, fed, uid),
+    }
+
+
+def build_role(fed: str, namespace: str, uid: str) -> dict[str, Any]:
+    """Least privilege for code that runs user models: read and write its own report, nothing else."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(names.engine_account(fed), namespace, fed, uid),
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["configmaps"],
+                "resourceNames": [names.report_configmap(fed)],
+                "verbs": ["get", "update", "patch"],
+            }
+        ],
+    }
+
+
+def build_role_binding(fed: str, namespace: str, uid: str) -> dict[str, Any]:
+    name = names.engine_account(fed)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(name, namespace, fed, uid),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    }
+
+
+def build_job_request(
+    fed: str,
+    namespace: str,
+    spec: dict[str, Any],
+    submission_id: str,
+    *,
+    entrypoint: str,
+    resume: bool,
+    report_interval_seconds: float,
+    kubeconfig_path: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The body of `POST /api/jobs/`. The spec travels in the job's environment, as JSON."""
+    env = {
+        "RED_FEDERATION": json.dumps(
+            {
+                "apiVersion": "red.dev/v1alpha1",
+                "kind": "Federation",
+                "metadata": {"name": fed, "namespace": namespace},
+                "spec": spec,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        ),
+        "RED_NAMESPACE": namespace,
+        "RED_REPORT_CONFIGMAP": names.report_configmap(fed),
+        "RED_RESUME": "1" if resume else "0",
+        "RED_REPORT_INTERVAL_SECONDS": f"{report_interval_seconds:g}",
+        **(extra_env or {}),
+    }
+    if kubeconfig_path:
+        env["KUBECONFIG"] = kubeconfig_path
+    return {
+        "entrypoint": entrypoint,
+        "submission_id": submission_id,
+        "runtime_env": {"env_vars": env},
+        "metadata": {"red.dev/federation": fed, "red.dev/namespace": namespace},
+    }

@@ -1,0 +1,113 @@
+"""The Ray job the operator submits: run the engine and publish its report to the Federation's ConfigMap.
+
+    python -m red_operator.engine_job
+
+Reads everything from the environment the operator set on the job (see `builders.build_job_request`):
+`RED_FEDERATION` (the Federation as JSON), `RED_NAMESPACE`, `RED_REPORT_CONFIGMAP`, `RED_RESUME`,
+`RED_REPORT_INTERVAL_SECONDS`, and `KUBECONFIG` for out-of-cluster runs (in a pod, the mounted token of
+the Federation's engine ServiceAccount is used). That account may update one ConfigMap and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from red_operator import names
+
+log = logging.getLogger("red_operator.engine_job")
+MAX_NODES_IN_REPORT = 200
+
+
+def compact(report: dict[str, Any]) -> dict[str, Any]:
+    """The report as stored: ConfigMaps (and status) must stay small, so very large federations list
+    their unhealthy nodes first and at most MAX_NODES_IN_REPORT nodes in all."""
+    out = {k: v for k, v in report.items() if k != "versions"}
+    nodes = list(report.get("nodes") or [])
+    out["nodesTotal"] = len(nodes)
+    if len(nodes) > MAX_NODES_IN_REPORT:
+        nodes.sort(key=lambda n: n.get("health") in ("Alive", "Finished"))
+        out["nodes"] = nodes[:MAX_NODES_IN_REPORT]
+    return out
+
+
+class ConfigMapSink:
+    """Writes the latest report into the ConfigMap, at most every `interval_seconds` (the first, the
+    last and every failure at once). A write that fails is logged and retried with the next report:
+    the federation never stops because its report could not be published."""
+
+    def __init__(self, namespace: str, name: str, interval_seconds: float = 2.0, core: Any = None) -> None:
+        self.namespace, self.name, self.interval = namespace, name, interval_seconds
+        self.core = core or _core_api()
+        self._pending: dict[str, Any] | None = None
+        self._last_write = 0.0
+        self._lock = threading.Lock()
+
+    def emit(self, report: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending = compact(report)
+            urgent = report.get("event") in ("start", "done", "failed")
+            if urgent or time.monotonic() - self._last_write >= self.interval:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._pending is None:
+            return
+        body = {"data": {names.REPORT_KEY: json.dumps(self._pending, separators=(",", ":"))}}
+        try:
+            self.core.patch_namespaced_config_map(self.name, self.namespace, body)
+        except Exception as err:
+            log.warning("could not write report ConfigMap %s/%s: %s", self.namespace, self.name, err)
+            return
+        self._pending = None
+        self._last_write = time.monotonic()
+
+    def close(self) -> None:
+        with self._lock:
+            self._flush()
+
+
+def _core_api() -> Any:
+    from kubernetes import client, config
+
+    if os.environ.get("KUBECONFIG"):
+        config.load_kube_config(config_file=os.environ["KUBECONFIG"])
+    else:
+        config.load_incluster_config()
+    return client.CoreV1Api()
+
+
+def main() -> int:
+    logging.basicConfig(
+        level=os.environ.get("RED_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s"
+    )
+    from red.errors import FederationFailed, RedError
+    from red.runner import run_federation
+    from red.sinks import JsonLinesSink
+    from red.spec.loader import federation_from_dict
+
+    fed = federation_from_dict(json.loads(os.environ["RED_FEDERATION"]), source="RED_FEDERATION")
+    sink = ConfigMapSink(
+        os.environ["RED_NAMESPACE"],
+        os.environ["RED_REPORT_CONFIGMAP"],
+        float(os.environ.get("RED_REPORT_INTERVAL_SECONDS", "2")),
+    )
+    resume = os.environ.get("RED_RESUME") == "1"
+    try:
+        run_federation(fed, [sink, JsonLinesSink(sys.stdout)], address="auto", resume=resume)
+    except FederationFailed as err:
+        print(f"federation failed ({err.reason}): {err}", file=sys.stderr)
+        return 1
+    except RedError as err:
+        print(f"federation failed: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The kopf handlers: thin. A timer reconciles each Federation level-based; deletion cleans up.
+
+A timer (not create/update handlers) because the truth changes outside the Federation object: pods
+schedule, the Ray job advances, the engine writes its report. Every pass observes everything again, so
+an operator restart loses nothing: all state lives in the cluster and in `status`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import kopf
+
+from red.spec.model import GROUP, PLURAL, VERSION
+from red_operator import metrics, names
+from red_operator.reconcile import Reconciler
+from red_operator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_registry(reconciler: Reconciler, settings: Settings) -> kopf.OperatorRegistry:
+    """Register the handlers on a fresh registry (so tests and `main` can build their own)."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP_PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=names.GROUP_PREFIX)
+        settings.persistence.finalizer = names.FINALIZER
+        settings.execution.max_workers = reconciler.settings.workers
+        settings.posting.level = logging.INFO
+        settings.watching.server_timeout = 300
+        settings.networking.request_timeout = 60
+
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.reconcile_interval_seconds, registry=registry)
+    def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        lock = _lock(memo)
+        with lock:
+            try:
+                outcome = reconciler.reconcile(body)
+            except Exception as err:
+                # Handled here, not by kopf's retry backoff (a minute for timers): the next tick retries.
+                metrics.RECONCILES.labels(result="error").inc()
+                metrics.ERRORS.labels(error=type(err).__name__).inc()
+                log.exception("reconcile of %s/%s failed", body.metadata.namespace, body.metadata.name)
+                return
+        metrics.RECONCILES.labels(result="written" if outcome.written else "unchanged").inc()
+        for kind, reason, message in outcome.events:
+            kopf.event(body, type=kind, reason=reason, message=message)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
+    def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+        with _lock(memo):
+            removed = reconciler.cleanup(body)
+        logger.info("removed: %s", ", ".join(removed) or "nothing")
+
+    @kopf.on.probe(id="federations", registry=registry)
+    def probe(**_: Any) -> str:
+        return "ok"
+
+    return registry
+
+
+_locks_guard = threading.Lock()
+
+
+def _lock(memo: kopf.Memo) -> threading.Lock:
+    with _locks_guard:
+        lock = memo.get("lock")
+        if lock is None:
+            lock = memo["lock"] = threading.Lock()
+        return lock  # type: ignore[no-any-return]

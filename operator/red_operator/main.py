@@ -1,0 +1,104 @@
+"""The `red-operator` command: run the Federation operator (one replica, no peering).
+
+    red-operator [--kubeconfig PATH] [--namespace NS ...] [--dashboard-url-template T] ...
+
+Every option also reads `RED_OPERATOR_<NAME>` from the environment (see `settings.Settings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+
+from red_operator import metrics
+from red_operator.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="red-operator", description="Reconcile red.dev Federations into KubeRay clusters."
+    )
+    p.add_argument(
+        "--kubeconfig", help="out-of-cluster: this kubeconfig (default: in-cluster, then $KUBECONFIG)"
+    )
+    p.add_argument("--namespace", "-n", action="append", default=[], help="watch only these namespaces")
+    p.add_argument("--dashboard-url-template", help="e.g. http://{service}.{namespace}.svc:8265")
+    p.add_argument("--engine-kubeconfig-dir", type=Path, help="out-of-cluster: write engine kubeconfigs here")
+    p.add_argument("--ray-token-file", type=Path, help="development: the stand-in Ray head's token")
+    p.add_argument("--reconcile-seconds", type=float, help="reconcile interval per Federation")
+    p.add_argument(
+        "--metrics-port", type=int, default=int(os.environ.get("RED_OPERATOR_METRICS_PORT", "8000"))
+    )
+    p.add_argument(
+        "--liveness-port", type=int, default=int(os.environ.get("RED_OPERATOR_LIVENESS_PORT", "8080"))
+    )
+    p.add_argument(
+        "--bind", default=os.environ.get("RED_OPERATOR_BIND", "0.0.0.0"), help="address of both endpoints"
+    )
+    p.add_argument("--verbose", "-v", action="store_true")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> Settings:
+    s = Settings.from_env(env)
+    overrides: dict[str, object] = {}
+    if args.dashboard_url_template:
+        overrides["dashboard_url_template"] = args.dashboard_url_template
+    if args.engine_kubeconfig_dir:
+        overrides["engine_kubeconfig_dir"] = args.engine_kubeconfig_dir
+    if args.ray_token_file:
+        overrides["ray_token_file"] = args.ray_token_file
+    if args.reconcile_seconds:
+        overrides["reconcile_interval_seconds"] = args.reconcile_seconds
+    return dataclasses.replace(s, **overrides)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())  # kopf logs in from it too
+    settings = settings_from_args(args)
+
+    import kopf
+    from kubernetes import client, config
+
+    from red_operator.handlers import build_registry
+    from red_operator.kube import Kube
+    from red_operator.reconcile import Reconciler
+
+    if os.environ.get("KUBECONFIG"):
+        config.load_kube_config(config_file=os.environ["KUBECONFIG"])
+    else:
+        config.load_incluster_config()
+    cfg = client.Configuration.get_default_copy()
+    cfg.connection_pool_maxsize = settings.workers + 4
+    reconciler = Reconciler(Kube(client.ApiClient(cfg)), settings)
+    registry = build_registry(reconciler, settings)
+    metrics.serve(args.metrics_port, args.bind)
+    logging.getLogger(__name__).info(
+        "red-operator: dashboard URL template %s, namespaces %s",
+        settings.dashboard_url_template,
+        args.namespace or "all",
+    )
+    kopf.run(
+        registry=registry,
+        standalone=True,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=f"http://{args.bind}:{args.liveness_port}/healthz",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

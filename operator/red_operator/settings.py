@@ -1,0 +1,64 @@
+"""Operator settings: one dataclass, one docstring per field, read from the environment or the CLI."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+ENV_PREFIX = "RED_OPERATOR_"
+DEFAULT_DASHBOARD_URL = "http://{service}.{namespace}.svc:8265"
+
+
+@dataclass(frozen=True)
+class Settings:
+    dashboard_url_template: str = DEFAULT_DASHBOARD_URL
+    """Where the Ray dashboard of a Federation's cluster answers. Placeholders: {service} (the head
+    service, from RayCluster.status.head.serviceName), {cluster}, {namespace}, {federation}.
+    Operators running outside the cluster override it (the e2e tests point it at a local Ray head)."""
+
+    engine_kubeconfig_dir: Path | None = None
+    """Out-of-cluster runs only: write a kubeconfig for each Federation's engine ServiceAccount (a
+    short-lived token from the TokenRequest API) into this directory and pass its *path* to the job.
+    Unset (in cluster), the engine pods use their mounted ServiceAccount token."""
+
+    ray_token_file: Path | None = None
+    """Development only: put this file's token into each Federation's token Secret instead of a random
+    one, so a Ray head started by hand (the stand-in for the RayCluster's head) accepts it."""
+
+    engine_entrypoint: str = "python -m red_operator.engine_job"
+    """The Ray job's entrypoint; it reads the Federation from the job's environment."""
+
+    reconcile_interval_seconds: float = 2.0
+    """How often each Federation is reconciled (level-based: observe everything, act, write status)."""
+
+    report_interval_seconds: float = 2.0
+    """The engine writes its report ConfigMap at most this often (the first and last report always)."""
+
+    http_timeout_seconds: float = 10.0
+    """Timeout of each call to the Ray dashboard."""
+
+    workers: int = 16
+    """Threads for handlers: Federations reconcile concurrently, each one by one."""
+
+    extra_engine_env: dict[str, str] = field(default_factory=dict)
+    """Extra environment for the engine job (e.g. RED_LOG_LEVEL)."""
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Read `RED_OPERATOR_<FIELD>` variables (e.g. RED_OPERATOR_DASHBOARD_URL_TEMPLATE)."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None or f.name == "extra_engine_env":
+                continue
+            if f.name.endswith("_dir") or f.name.endswith("_file"):
+                values[f.name] = Path(raw) if raw else None
+            elif f.name.endswith("_seconds"):
+                values[f.name] = float(raw)
+            elif f.name == "workers":
+                values[f.name] = int(raw)
+            else:
+                values[f.name] = raw
+        return cls(**values)  # type: ignore[arg-type]

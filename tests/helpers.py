@@ -1,0 +1,42 @@
+"""Small helpers shared by tests: build Federation objects from dicts without YAML files."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from red.spec import Federation, federation_from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def fed_dict(name: str = "t", **spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "apiVersion": "red.dev/v1alpha1",
+        "kind": "Federation",
+        "metadata": {"name": name},
+        "spec": {
+            "schema": "star",
+            "rounds": 3,
+            "clients": 3,
+            "task": {"name": "digits", "params": {"partition": "iid", "lr": 0.2}},
+            "resources": {"perNode": {"cpu": 0.1}, "broker": {"cpu": 0.1}},
+            "faultTolerance": {"heartbeatSeconds": 1, "maxRestarts": 2},
+        },
+    }
+    merged = copy.deepcopy(base)
+    merged["spec"].update(spec)
+    return merged
+
+
+def make_fed(name: str = "t", **spec: Any) -> Federation:
+    return federation_from_dict(fed_dict(name, **spec))
+
+
+def write_yaml(path: Path, data: Any) -> Path:
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path

@@ -1,0 +1,107 @@
+"""The spec model: defaults, validation, and one clear message per kind of bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from red.errors import SpecError
+from red.spec import load_federation, spec_from_dict
+from tests.helpers import EXAMPLES, fed_dict, make_fed, write_yaml
+
+
+def test_example_loads_with_defaults() -> None:
+    fed = load_federation(EXAMPLES / "digits-star.yaml")
+    assert fed.name == "digits-star"
+    s = fed.spec
+    assert (s.schema_, s.clients, s.rounds, s.min_clients) == ("star", 10, 20, 8)
+    assert s.task.params["alpha"] == 0.5
+    assert s.resources.placement_strategy == "PACK"
+    assert s.fault_tolerance.max_restarts == 3
+
+
+def test_camel_case_round_trip() -> None:
+    fed = make_fed(minClients=2, sampleFraction=0.5)
+    dumped = fed.model_dump(by_alias=True, exclude_none=True)
+    assert dumped["spec"]["minClients"] == 2
+    assert dumped["spec"]["sampleFraction"] == 0.5
+    assert dumped["spec"]["schema"] == "star"
+
+
+@pytest.mark.parametrize(
+    ("patch", "expect"),
+    [
+        ({"schema": "hexagon"}, "spec.schema: unknown schema 'hexagon'"),
+        ({"rounds": -1}, "spec.rounds: Input should be greater than or equal to 1"),
+        ({"clients": 0}, "spec.clients"),
+        ({"minClients": 5, "clients": 3}, "spec.minClients (5) must be <= spec.clients (3)"),
+        ({"sampleFraction": 1.5}, "spec.sampleFraction"),
+        ({"colour": "red"}, "spec.colour: unknown field"),
+        ({"algorithm": {"name": "fedmagic"}}, "spec.algorithm.name: unknown algorithm 'fedmagic'"),
+        ({"task": {"name": "imagenet"}}, "unknown task 'imagenet'"),
+        ({"schema": "k-regular", "clients": 5}, "needs spec.topology.degree"),
+        ({"schema": "k-regular", "clients": 5, "topology": {"degree": 3}}, "is impossible with 5 clients"),
+        ({"schema": "custom", "topology": {"edges": [["client_0", "client_9"]]}}, "names 'client_9'"),
+        ({"resources": {"perNode": {"gpu": 1.5}}}, "a GPU amount above 1 must be a whole number"),
+        ({"resources": {"placementStrategy": "RANDOM"}}, "spec.resources.placementStrategy"),
+    ],
+)
+def test_bad_spec_gets_one_clear_message(patch: dict[str, object], expect: str) -> None:
+    with pytest.raises(SpecError) as err:
+        make_fed(**patch)
+    assert expect in str(err.value)
+    assert len(err.value.problems) == 1
+
+
+def test_wrong_kind_and_api_version() -> None:
+    d = fed_dict()
+    d["kind"] = "Pod"
+    with pytest.raises(SpecError, match="kind: must be 'Federation' \\(got 'Pod'\\)"):
+        from red.spec import federation_from_dict
+
+        federation_from_dict(d)
+    d = fed_dict()
+    d["apiVersion"] = "v1"
+    with pytest.raises(SpecError, match="apiVersion: must be 'red.dev/v1alpha1'"):
+        from red.spec import federation_from_dict
+
+        federation_from_dict(d)
+
+
+def test_bad_name() -> None:
+    d = fed_dict(name="Digits_Star")
+    with pytest.raises(SpecError, match="metadata.name: 'Digits_Star' is not a valid name"):
+        from red.spec import federation_from_dict
+
+        federation_from_dict(d)
+
+
+def test_malformed_yaml_names_line(tmp_path: Path) -> None:
+    p = write_yaml(tmp_path / "bad.yaml", "apiVersion: red.dev/v1alpha1\nkind: Federation\nspec: {rounds: [1,\n")
+    with pytest.raises(SpecError, match=r"malformed YAML at line \d+, column \d+"):
+        load_federation(p)
+
+
+def test_empty_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="the file is empty"):
+        load_federation(write_yaml(tmp_path / "e.yaml", ""))
+    with pytest.raises(SpecError, match="cannot read the file"):
+        load_federation(tmp_path / "nope.yaml")
+
+
+def test_operator_reads_spec_without_registry() -> None:
+    # The operator cannot know schemas registered in user code: it defers that check to the engine.
+    s = spec_from_dict({"schema": "my-custom", "clients": 4}, check_registry=False)
+    assert s.schema_ == "my-custom"
+    with pytest.raises(SpecError, match="spec.clients"):
+        spec_from_dict({"clients": -4})
+
+
+def test_status_from_kubectl_is_ignored() -> None:
+    d = fed_dict()
+    d["status"] = {"phase": "Running"}
+    d["metadata"]["uid"] = "abc"
+    from red.spec import federation_from_dict
+
+    assert federation_from_dict(d).name == "t"

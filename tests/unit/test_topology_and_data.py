@@ -1,0 +1,97 @@
+"""Graph builders and data partitions: pure functions, no Ray."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+
+from red import topology
+from red.errors import RegistryError, TopologyError
+from red.registry import Registry, schemas
+from red.tasks.digits import DigitsTask, _dataset, dirichlet_partition, iid_partition
+
+IDS = [f"c{i}" for i in range(6)]
+
+
+@pytest.mark.parametrize(
+    ("graph", "edges", "degrees"),
+    [
+        (topology.star("s", IDS), 6, {"s": 6, "c0": 1}),
+        (topology.ring(IDS), 6, {"c0": 2, "c5": 2}),
+        (topology.mesh(IDS), 15, {"c3": 5}),
+        (topology.k_regular(IDS, 3), 9, {n: 3 for n in IDS}),
+        (topology.custom(IDS, [["c0", "c1"], ["c1", "c2"], ["c2", "c3"], ["c3", "c4"], ["c4", "c5"]]), 5, {"c0": 1}),
+        (topology.hierarchy("s", {"h0": IDS[:3], "h1": IDS[3:]}), 8, {"s": 2, "h0": 4, "c0": 1}),
+    ],
+)
+def test_graphs(graph: nx.Graph, edges: int, degrees: dict[str, int]) -> None:
+    assert graph.number_of_edges() == edges
+    for n, d in degrees.items():
+        assert graph.degree(n) == d
+    assert nx.is_connected(graph)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: topology.k_regular(IDS, 6), "no 6-regular graph"),
+        (lambda: topology.k_regular(IDS[:5], 3), "no 3-regular graph on 5"),
+        (lambda: topology.custom(IDS, [["c0", "zz"]]), "not a node"),
+        (lambda: topology.custom(IDS, [["c0", "c0"]]), "self-loop"),
+        (lambda: topology.custom(IDS, [["c0", "c1"]]), "have no edges"),
+        (lambda: topology.ring(["a"]), "at least 2"),
+    ],
+)
+def test_impossible_graphs(build: object, message: str) -> None:
+    with pytest.raises(TopologyError, match=message):
+        build()  # type: ignore[operator]
+
+
+def test_group_evenly() -> None:
+    groups = topology.group_evenly([str(i) for i in range(10)], 3)
+    assert sorted(len(g) for g in groups) == [3, 3, 4]
+    assert sorted(sum(groups, [])) == sorted(str(i) for i in range(10))
+
+
+def test_partitions_cover_train_set_once() -> None:
+    _, y, _, yt = _dataset(0, 0.2)
+    assert len(y) + len(yt) == 1797
+    for parts in (dirichlet_partition(y, 10, 0.5, seed=0), iid_partition(len(y), 10, seed=0)):
+        allidx = np.concatenate(parts)
+        assert len(allidx) == len(y) and len(set(allidx.tolist())) == len(y)
+        assert min(len(p) for p in parts) >= 2
+
+
+def test_dirichlet_is_skewed_and_deterministic() -> None:
+    _, y, _, _ = _dataset(0, 0.2)
+    a = dirichlet_partition(y, 10, 0.1, seed=1)
+    b = dirichlet_partition(y, 10, 0.1, seed=1)
+    assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+    # With alpha 0.1 most clients see few classes; IID clients see all ten.
+    classes = [len(np.unique(y[p])) for p in a]
+    assert np.mean(classes) < 8
+    iid = iid_partition(len(y), 10, seed=1)
+    assert min(len(np.unique(y[p])) for p in iid) == 10
+
+
+def test_digits_task_trains_in_process() -> None:
+    task = DigitsTask({"partition": "iid", "lr": 0.2, "epochs": 3}, num_clients=2, seed=0)
+    model = task.create_model()
+    before = task.evaluate(model, task.test_data())["accuracy"]
+    res = task.train(model, task.client_data(0), round=1)
+    after = task.evaluate(model, task.test_data())["accuracy"]
+    assert res.num_samples > 600
+    assert after > 0.8 > before
+
+
+def test_registry_errors_name_the_fix() -> None:
+    with pytest.raises(RegistryError, match="unknown schema 'nope'.*register"):
+        schemas.get("nope")
+    reg: Registry[object] = Registry("widget", "red.widgets", {})
+
+    @reg.register("w1")
+    class W1:
+        pass
+
+    assert reg.get("w1") is W1 and "w1" in reg
