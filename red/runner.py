@@ -74,7 +74,7 @@ def run_federation(
             if state is not None:
                 federation.apply_resume(state)
                 last_round = int(state["round"])
-        done = federation.run(emit)
+        done: Report = federation.run(emit)
         emit(done)
         return done.to_dict()
     except RedError as err:

@@ -6,7 +6,7 @@ allowed communication paths: the TopologyManager refuses anything else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import networkx as nx
 
@@ -70,7 +70,7 @@ def custom(ids: Sequence[str], edges: Iterable[Sequence[str]]) -> nx.Graph:
     return g
 
 
-def hierarchy(root: str, groups: dict[str, Sequence[str]]) -> nx.Graph:
+def hierarchy(root: str, groups: Mapping[str, Sequence[str]]) -> nx.Graph:
     """Root — cluster heads — their members (ClusterFederatedLearning)."""
     g = nx.Graph()
     g.add_node(root)

@@ -76,9 +76,9 @@ def _core_api() -> Any:
     from kubernetes import client, config
 
     if os.environ.get("KUBECONFIG"):
-        config.load_kube_config(config_file=os.environ["KUBECONFIG"])
+        config.load_kube_config(config_file=os.environ["KUBECONFIG"])  # type: ignore[no-untyped-call]
     else:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     return client.CoreV1Api()
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from red.errors import RedError
@@ -34,8 +34,8 @@ class DashboardUnreachable(DashboardError):
 @dataclass(frozen=True)
 class JobsClient:
     base_url: str
-    token: str
-    timeout_seconds: float = 10.0
+    token: str = field(repr=False)  # never in logs or tracebacks
+    timeout_seconds: float = 30.0
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
         data = json.dumps(body).encode() if body is not None else None

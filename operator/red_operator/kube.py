@@ -21,9 +21,10 @@ class Kube:
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
-        self.core = client.CoreV1Api(api)
-        self.rbac = client.RbacAuthorizationV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
+        # Typed as Any: we pass and get plain dicts, not the client's model classes.
+        self.core: Any = client.CoreV1Api(api)
+        self.rbac: Any = client.RbacAuthorizationV1Api(api)
+        self.custom: Any = client.CustomObjectsApi(api)
 
     # --- generic ----------------------------------------------------------------------------------
     def create(self, obj: dict[str, Any]) -> bool:

@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     from red_operator.reconcile import Reconciler
 
     if os.environ.get("KUBECONFIG"):
-        config.load_kube_config(config_file=os.environ["KUBECONFIG"])
+        config.load_kube_config(config_file=os.environ["KUBECONFIG"])  # type: ignore[no-untyped-call]
     else:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     cfg = client.Configuration.get_default_copy()
     cfg.connection_pool_maxsize = settings.workers + 4
     reconciler = Reconciler(Kube(client.ApiClient(cfg)), settings)

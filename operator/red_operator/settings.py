@@ -35,7 +35,7 @@ class Settings:
     report_interval_seconds: float = 2.0
     """The engine writes its report ConfigMap at most this often (the first and last report always)."""
 
-    http_timeout_seconds: float = 10.0
+    http_timeout_seconds: float = 30.0
     """Timeout of each call to the Ray dashboard."""
 
     workers: int = 16

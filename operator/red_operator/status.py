@@ -68,14 +68,14 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
     status["observedGeneration"] = obs.generation
 
     if obs.spec is None:
-        conds = [
+        invalid = [
             C.Condition(C.FAILED, "True", "InvalidSpec", obs.spec_error or "invalid spec"),
             C.Condition(C.READY, "False", "InvalidSpec", obs.spec_error or "invalid spec"),
             C.Condition(C.STALLED, "True", "InvalidSpec", "fix the spec"),
             C.Condition(C.RECONCILING, "False", "InvalidSpec", "fix the spec"),
         ]
         status.update(phase="Failed", reason="InvalidSpec", message=obs.spec_error or "")
-        status["conditions"] = C.merge(prev_conds, conds, generation=obs.generation, now=now)
+        status["conditions"] = C.merge(prev_conds, invalid, generation=obs.generation, now=now)
         return status
 
     spec = obs.spec
@@ -239,7 +239,8 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
                     C.DEGRADED,
                     "True",
                     "NodesDead",
-                    f"{len(gone)} node(s) dead; {len(healthy)} alive (minClients {spec.effective_min_clients})",
+                    f"{len(gone)} node(s) dead; {len(healthy)} alive "
+                    f"(minClients {spec.effective_min_clients})",
                 )
             )
         else:
@@ -342,6 +343,7 @@ def _stalled(
                 C.STALLED,
                 "True",
                 "NoProgress",
-                f"no report from the engine for {silent} s (stallTimeoutSeconds {spec.stall_timeout_seconds})",
+                f"no report from the engine for {silent} s "
+                f"(stallTimeoutSeconds {spec.stall_timeout_seconds})",
             )
     return C.Condition(C.STALLED, "False", "Progressing", f"phase {phase}")

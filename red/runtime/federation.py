@@ -215,13 +215,12 @@ class FederatedBase:
                 except Exception:
                     pass
                 vn.handle = None
-        for extra in ("store", "tm"):
-            if extra == "store" and self.store is not None:
-                try:
-                    ray.kill(self.store, no_restart=True)
-                except Exception:
-                    pass
-                self.store = None
+        if self.store is not None:
+            try:
+                ray.kill(self.store, no_restart=True)
+            except Exception:
+                pass
+            self.store = None
         if self.tm is not None:
             try:
                 ray.kill(self.tm, no_restart=True)
@@ -342,16 +341,25 @@ class FederatedBase:
             st.health = "Dead"
             del self._runs[nid]
             log.warning("node %s is dead after %d restarts", nid, st.restarts)
-            self.on_node_lost(nid, dead=True)
+            self._set_hosted_health(nid, "Dead")
+            for lost in self.hosted.get(nid, [nid]):
+                self.on_node_lost(lost, dead=True)
             return
         st.restarts += 1
         st.incarnation = p["incarnation"]
         st.health = "Alive"
         st.last_heartbeat = p["time"]
         log.warning("node %s restarted (%d)", nid, st.restarts)
-        ray.get(handle.restore_state.remote(self.restore_state(nid)))
-        self._runs[nid] = handle.run.remote(kwargs_for(nid))
-        self.on_node_lost(nid, dead=False)
+        if nid in self.hosts and self.host_program is not None:
+            # A host keeps nothing worth restoring (node state lives in the store); only the
+            # messages it was working on are lost, which on_node_lost reports per virtual node.
+            program, program_kwargs = self.host_program
+            self._runs[nid] = handle.run.remote({"program": program, "program_kwargs": program_kwargs})
+        else:
+            ray.get(handle.restore_state.remote(self.restore_state(nid)))
+            self._runs[nid] = handle.run.remote(kwargs_for(nid))
+        for lost in self.hosted.get(nid, [nid]):
+            self.on_node_lost(lost, dead=False)
 
     # --- hooks for schemas -------------------------------------------------------------------
     def restore_state(self, node_id: str) -> dict[str, Any]:

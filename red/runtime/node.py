@@ -24,6 +24,8 @@ from red.runtime.messages import INLINE_LIMIT_BYTES, Message, VersionEntry, payl
 
 ROLES = frozenset({"train", "eval", "test", "aggregate"})
 TOPOLOGY_MANAGER = "__topology_manager__"
+# Above this many recipients one call to the TopologyManager beats a call per recipient from the node.
+DIRECT_FANOUT = 64
 
 
 def parse_role(role: str) -> frozenset[str]:
@@ -73,15 +75,16 @@ class FederatedNode:
         self._version_cv = threading.Condition()
         self._stopped = threading.Event()
         self._neighbors: frozenset[str] | None = None
+        self._routes: dict[str, Any] | None = None
         self._tm: Any = None
         _cap_gpu_memory(gpu_fraction)
         self.build(**self.config.get("build", {}))
 
     # --- hooks for subclasses ---------------------------------------------------------------
-    def build(self, **kwargs: Any) -> None:
+    def build(self, *args: Any, **kwargs: Any) -> None:
         """Set up the model and the data. Runs again after a restart (state is lost then)."""
 
-    def train(self, **kwargs: Any) -> Any:
+    def train(self, *args: Any, **kwargs: Any) -> Any:
         """The node's loop. Return when done (or let ``receive`` raise StopNode)."""
         raise NotImplementedError(f"{type(self).__name__} must implement train()")
 
@@ -100,7 +103,12 @@ class FederatedNode:
         return self._neighbors
 
     def send(self, header: str, body: Any, to: str | list[str] | None = None) -> list[str]:
-        """Send to ``to`` (default: all neighbours). A non-neighbour raises TopologyError."""
+        """Send to ``to`` (default: all neighbours). A non-neighbour raises TopologyError.
+
+        Large bodies are stored once (``ray.put``) and travel by reference. Up to DIRECT_FANOUT
+        neighbours that are actors of their own get the message directly; larger fan-outs (and nodes
+        multiplexed on a pool actor) go through the TopologyManager in one call.
+        """
         import ray
 
         recipients = sorted(self.neighbors) if to is None else ([to] if isinstance(to, str) else list(to))
@@ -115,8 +123,20 @@ class FederatedNode:
         msg = Message(header=header, body=body, sender=self.id)
         if len(recipients) > 1 and payload_bytes(body) >= INLINE_LIMIT_BYTES:
             msg.body, msg.by_ref = ray.put(body), True  # serialise once, fan the reference out
-        self._topology_manager().publish.remote(msg, recipients)
+        routes = self._direct_routes()
+        if len(recipients) <= DIRECT_FANOUT and all(r in routes for r in recipients):
+            for r in recipients:
+                routes[r].deliver.remote(msg)
+        else:
+            self._topology_manager().publish.remote(msg, recipients)
         return recipients
+
+    def _direct_routes(self) -> dict[str, Any]:
+        if self._routes is None:
+            import ray
+
+            self._routes = dict(ray.get(self._topology_manager().direct_routes.remote(self.id)))
+        return self._routes
 
     def receive(self, block: bool = True, timeout: float | None = None) -> Message | None:
         """The next message, or None on timeout. Raises StopNode once the federation stops."""
@@ -246,6 +266,7 @@ class VirtualNode:
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.handle: Any = None
+        self.host: str | None = None  # id of the pool host serving this node (red.runtime.pool), if any
 
     @property
     def built(self) -> bool:

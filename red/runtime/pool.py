@@ -167,8 +167,9 @@ class PoolHost(TaskNode):
         self._topology_manager().publish.remote(msg, recipients)
         return recipients
 
-    def train(self, *, program: type[HostedProgram], program_kwargs: dict[str, Any] | None = None,
-              **_: Any) -> dict[str, Any]:
+    def train(  # type: ignore[override]
+        self, *, program: type[HostedProgram], program_kwargs: dict[str, Any] | None = None, **_: Any
+    ) -> dict[str, Any]:
         import ray
 
         prog = program(self, **(program_kwargs or {}))

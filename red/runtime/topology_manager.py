@@ -40,7 +40,7 @@ class TopologyManager:
         g.add_nodes_from(ids)
         g.add_edges_from(topology.edges)
         self.graph = g
-        return g.number_of_edges()
+        return int(g.number_of_edges())
 
     def register(self, handles: dict[str, Any], host_keys: dict[str, str] | None = None) -> None:
         """Node id → actor handle (``host_keys`` groups ids hosted by the same actor)."""
@@ -48,10 +48,30 @@ class TopologyManager:
         for node_id in handles:
             self._host_key[node_id] = (host_keys or {}).get(node_id, node_id)
 
+    def register_hosted(self, host_id: str, handle: Any, node_ids: list[str]) -> None:
+        """Virtual nodes ``node_ids`` are served by the pool host ``host_id`` (one handle, many ids)."""
+        self._hosts[host_id] = handle
+        self._host_key[host_id] = host_id
+        for node_id in node_ids:
+            self._hosts[node_id] = handle
+            self._host_key[node_id] = host_id
+
     def get_neighbors(self, node_id: str) -> list[str]:
         if node_id not in self.graph:
             raise TopologyError(f"unknown node {node_id!r} in federation {self.federation!r}")
         return sorted(self.graph.neighbors(node_id))
+
+    def direct_routes(self, node_id: str) -> dict[str, Any]:
+        """Handles of ``node_id``'s neighbours that are actors of their own, for direct delivery.
+
+        Nodes send to these without the relay hop (half the latency of a round trip through this
+        actor); the graph is still the authority, since only neighbours are handed out.
+        """
+        return {
+            n: self._hosts[n]
+            for n in self.get_neighbors(node_id)
+            if n in self._hosts and self._host_key.get(n) == n
+        }
 
     def neighbors_of(self, node_ids: list[str]) -> dict[str, list[str]]:
         return {n: self.get_neighbors(n) for n in node_ids}

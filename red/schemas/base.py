@@ -98,6 +98,43 @@ class Schema(FederatedBase):
             num_gpus=res.per_node.gpu,
         )
 
+    def maybe_pool(
+        self,
+        ids: list[str],
+        program: type,
+        program_kwargs: dict[str, Any] | None = None,
+        initial_state: dict[str, dict[str, Any]] | None = None,
+    ) -> int:
+        """Multiplex the nodes ``ids`` onto a pool of host actors running ``program`` when one actor
+        per node does not fit. ``spec.resources.maxActors`` decides when set; otherwise the engine,
+        from the Ray cluster's CPUs and memory (`red.runtime.pool.decide_pool_size`). Returns the
+        number of hosts (0: no pool)."""
+        from red.runtime.pool import PoolHost, decide_pool_size
+
+        res = self.spec.resources
+        cpus = mem = 0.0
+        if res.max_actors is None:
+            import ray
+
+            if not ray.is_initialized():
+                return 0  # drawing or validating a spec: no cluster to size a pool for
+            cluster = ray.cluster_resources()  # type: ignore[no-untyped-call]
+            cpus = float(cluster.get("CPU", 0.0)) - res.broker.cpu
+            mem = float(cluster.get("memory", 0.0))
+        n = decide_pool_size(
+            len(ids),
+            len(self.nodes) - len(ids),
+            max_actors=res.max_actors,
+            per_node_cpu=res.per_node.cpu,
+            cluster_cpus=cpus,
+            cluster_memory=mem,
+        )
+        if n is None:
+            return 0
+        hosts = [self.node(f"pool-{k}", "train", template=PoolHost) for k in range(n)]
+        self.pool(ids, hosts, program, program_kwargs, initial_state)
+        return n
+
     # --- the loop ----------------------------------------------------------------------------
     def run(self, emit: Emit) -> Report:
         """Build, start, supervise until the last round; emit a report per round. Always stops."""
@@ -153,8 +190,9 @@ class Schema(FederatedBase):
         """Exact final versions: ask every live node (they are idle by now)."""
         import ray
 
-        ids = [n for n, st in self.state.items() if st.health != "Dead" and self.nodes[n].built]
-        refs = [self.nodes[n].handle.ping.remote() for n in ids]
+        actors = self.actors  # pooled virtual nodes have no actor of their own to ask
+        ids = [n for n, vn in actors.items() if self.state[n].health != "Dead" and vn.built]
+        refs = [actors[n].handle.ping.remote() for n in ids]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=10)
         for ref in ready:
             try:

@@ -33,7 +33,7 @@ def metropolis_weights(own_degree: int, neighbour_degrees: dict[str, int]) -> di
 
 
 def mix(own: Params, received: dict[str, Params], weights: dict[str, float]) -> Params:
-    """Own·(1 − Σ w_j) + Σ w_j·x_j over the neighbours that answered (a missing one's weight stays home)."""
+    """Own·(1 - Σ w_j) + Σ w_j·x_j over the neighbours that answered (a missing one's weight stays home)."""
     present = {n: w for n, w in weights.items() if n in received}
     self_w = 1.0 - sum(present.values())
     out: Params = {}
@@ -59,7 +59,7 @@ class GossipNode(TaskNode):
         if state.get("params") is not None:
             self.load(state["params"])
 
-    def train(self, *, rounds: int, start_round: int = 0, **_: Any) -> dict[str, Any]:
+    def train(self, *, rounds: int, start_round: int = 0, **_: Any) -> dict[str, Any]:  # type: ignore[override]
         import ray
 
         self.version = start_round
@@ -100,10 +100,10 @@ class GossipNode(TaskNode):
 
 class DecentralizedFederatedLearning(Schema):
     """Gossip learning on the graph the spec names: ``ring``, ``mesh``, ``k-regular`` (needs
-    ``spec.topology.degree``) or ``custom`` (``spec.topology.edges``). Subclass and override ``graph``
+    ``spec.topology.degree``) or ``custom`` (``spec.topology.edges``). Subclass and override ``build_graph``
     to register another topology."""
 
-    def graph(self, ids: list[str]) -> nx.Graph:
+    def build_graph(self, ids: list[str]) -> nx.Graph:
         s = self.spec
         name = s.schema_
         if name == "mesh":
@@ -122,7 +122,7 @@ class DecentralizedFederatedLearning(Schema):
         self._node_params: dict[str, Params] = {}
         self._params_by_round: dict[int, dict[str, Params]] = {}
         self._complete = 0
-        return nodes, self.graph(ids)
+        return nodes, self.build_graph(ids)
 
     def run_kwargs(self, node_id: str) -> dict[str, Any]:
         return {"rounds": self.rounds, "start_round": self._node_round.get(node_id, self.start_round)}

@@ -10,10 +10,13 @@ import networkx as nx
 from red import topology
 from red.aggregation import Params, subtract
 from red.algorithms.base import Algorithm, Update
-from red.runtime.messages import VersionEntry
+from red.runtime.messages import Message, VersionEntry
 from red.runtime.node import VirtualNode
+from red.runtime.pool import HostedNode, HostedProgram
 from red.schemas.base import Schema
 from red.schemas.task_node import TaskNode, sample_clients
+from red.spec.model import Federation
+from red.tasks.base import Task
 
 SERVER = "server"
 
@@ -83,6 +86,7 @@ class StarServer(TaskNode):
                         break  # stragglers are left out of this round
                     continue
                 if msg.header == "update" and msg.body["round"] == r and msg.sender in pending:
+                    assert msg.sender is not None
                     b = msg.body
                     updates[msg.sender] = Update(msg.sender, b["params"], b["numSamples"], b["baseVersion"],
                                                  b.get("metrics", {}))
@@ -105,7 +109,7 @@ class StarServer(TaskNode):
             msg = self.receive(timeout=0.5)
             if msg is None:
                 continue
-            if msg.header == "update":
+            if msg.header == "update" and msg.sender is not None:
                 b = msg.body
                 self.client_versions[msg.sender] = b["version"]
                 buffer.append(Update(msg.sender, b["delta"], b["numSamples"], b["baseVersion"],
@@ -157,29 +161,57 @@ class StarClient(TaskNode):
             msg = self.receive(timeout=1.0)  # raises StopNode when the federation stops
             if msg is None or msg.header != "model":
                 continue
-            b = msg.body
-            received: Params = b["params"]
-            self.load(received)
-            result = self.task.train(self.model, self.data, node_id=self.id, round=b["round"], **b["config"])
-            params = self.params
-            version = self.update_version(params=params, _meta={"round": b["round"]})
-            update: dict[str, Any] = {
-                "round": b["round"],
-                "numSamples": result.num_samples,
-                "version": version,
-                "baseVersion": b["version"],
-                "metrics": result.metrics,
-            }
-            if asynchronous:
-                update["delta"] = subtract(params, received)
-            else:
-                update["params"] = params
+            update, params = local_update(self.task, self.model, self.data, self.id, msg.body,
+                                          asynchronous=asynchronous)
+            update["version"] = self.update_version(params=params, _meta={"round": msg.body["round"]})
             self.send("update", update, to=msg.sender)
+
+
+def local_update(
+    task: Task, model: Any, data: Any, node_id: str, body: dict[str, Any], *, asynchronous: bool
+) -> tuple[dict[str, Any], Params]:
+    """A client's answer to a "model" message: train from the received model; the update carries the
+    new parameters (synchronous) or the delta from what was received (FedBuff)."""
+    received: Params = body["params"]
+    task.set_params(model, received)
+    result = task.train(model, data, node_id=node_id, round=body["round"], **body["config"])
+    params = task.get_params(model)
+    update: dict[str, Any] = {
+        "round": body["round"],
+        "numSamples": result.num_samples,
+        "baseVersion": body["version"],
+        "metrics": result.metrics,
+    }
+    if asynchronous:
+        update["delta"] = subtract(params, received)
+    else:
+        update["params"] = params
+    return update, params
+
+
+class StarClientProgram(HostedProgram):
+    """A star client served by a pool host (red.runtime.pool): the same answer as `StarClient`."""
+
+    def on_message(self, node: HostedNode, msg: Message) -> None:
+        if msg.header != "model":
+            return
+        host = self.host
+        update, _ = local_update(host.task, host.model, node.data, node.id, msg.body,
+                                 asynchronous=bool(self.kwargs.get("asynchronous", False)))
+        update["version"] = node.update_version()
+        node.send("update", update, to=str(msg.sender))
 
 
 class StarFederatedLearning(Schema):
     """Server plus ``spec.clients`` clients on a star; FedAvg/FedProx/median/trimmed-mean rounds, or
-    FedBuff asynchronously."""
+    FedBuff asynchronously. Beyond what one actor per client fits, clients are multiplexed onto a
+    pool of host actors (`Schema.maybe_pool`)."""
+
+    def __init__(self, fed: Federation, **kwargs: Any) -> None:
+        super().__init__(fed, **kwargs)
+        ids = self.client_ids()
+        self.maybe_pool(ids, StarClientProgram, {"asynchronous": bool(self.algorithm_cls.asynchronous)},
+                        {c: {"index": i} for i, c in enumerate(ids)})
 
     def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
         ids = self.client_ids()
@@ -204,12 +236,17 @@ class StarFederatedLearning(Schema):
         return max(self.start_round, getattr(self, "_last_round", 0))
 
     def start(self, kwargs_for: Any) -> None:
+        if self.resume_state is not None and self.hosts:
+            for c, v in self.resume_state.get("clientVersions", {}).items():
+                if c in self.initial_hosted_state:
+                    self.initial_hosted_state[c]["version"] = int(v)
         self.build()
         if self.resume_state is not None:
             import ray
 
             ray.get(self.nodes[SERVER].handle.restore_state.remote(self._server_state()))
-            ray.get([self.nodes[c].handle.restore_state.remote(self.restore_state(c)) for c in self.client_ids()])
+            ray.get([self.nodes[c].handle.restore_state.remote(self.restore_state(c))
+                     for c in self.client_ids() if self.nodes[c].host is None])
         super().start(kwargs_for)
 
     def _server_state(self) -> dict[str, Any]:

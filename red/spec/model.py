@@ -219,8 +219,11 @@ class FederationSpec(Model):
                             f"spec.topology.edges names {n!r}, which is not a node; nodes are "
                             f"client_0 .. client_{self.clients - 1}"
                         )
-        if self.schema_ == "cluster" and self.topology.cluster_size is not None:
-            if self.topology.cluster_size > self.clients:
+        if (
+            self.schema_ == "cluster"
+            and self.topology.cluster_size is not None
+            and self.topology.cluster_size > self.clients
+        ):
                 raise ValueError(
                     f"spec.topology.clusterSize ({self.topology.cluster_size}) must be <= clients "
                     f"({self.clients})"

@@ -67,4 +67,5 @@ class Task:
         import torch
 
         device = next(model.parameters()).device
-        model.load_state_dict({k: torch.as_tensor(np.asarray(v), device=device) for k, v in params.items()})
+        # torch.tensor copies: arrays from Ray messages are read-only views of its object store.
+        model.load_state_dict({k: torch.tensor(np.asarray(v), device=device) for k, v in params.items()})

@@ -99,7 +99,7 @@ class DigitsTask(Task):
             raise SpecError("spec.task.params: epochs, lr, batchSize and hidden must all be positive")
 
     def _parts(self) -> list[np.ndarray]:
-        x, y, _, _ = _dataset(self.seed, self.test_fraction)
+        _, y, _, _ = _dataset(self.seed, self.test_fraction)
         if self.partition == "iid":
             return iid_partition(len(y), self.num_clients, self.seed)
         return dirichlet_partition(y, self.num_clients, self.alpha, self.seed)

@@ -10,8 +10,8 @@ import pytest
 
 from red.errors import FederationFailed, TopologyError
 from red.runner import run_federation
-from red.sinks import CallbackSink
 from red.schemas.star import StarFederatedLearning
+from red.sinks import CallbackSink
 from tests.helpers import make_fed
 
 pytestmark = pytest.mark.ray
@@ -91,7 +91,9 @@ def test_too_few_clients_fails_with_reason(ray_clean: Any) -> None:
         if r["event"] == "round" and r["round"] == 1:
             os.kill(_pid("star-die", "client_0"), signal.SIGKILL)
 
-    fed = make_fed("star-die", rounds=30, clients=3, minClients=3, faultTolerance={"maxRestarts": 0, "heartbeatSeconds": 1})
+    fed = make_fed(
+        "star-die", rounds=30, clients=3, minClients=3, faultTolerance={"maxRestarts": 0, "heartbeatSeconds": 1}
+    )
     reports: list[dict[str, Any]] = []
     with pytest.raises(FederationFailed) as err:
         run_federation(fed, [CallbackSink(lambda r: (reports.append(r), kill(r)))])
@@ -128,9 +130,9 @@ def test_topology_is_enforced_and_versions_pull_as_values(ray_clean: Any) -> Non
 
 def test_virtual_nodes_are_lazy(ray_clean: Any) -> None:
     ray = ray_clean
-    from red.runtime.node import FederatedNode, VirtualNode
-
     import time
+
+    from red.runtime.node import FederatedNode, VirtualNode
 
     total = ray.cluster_resources()["CPU"]
     deadline = time.monotonic() + 30  # earlier tests' actors release their CPUs asynchronously

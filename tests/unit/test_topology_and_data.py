@@ -51,7 +51,7 @@ def test_impossible_graphs(build: object, message: str) -> None:
 def test_group_evenly() -> None:
     groups = topology.group_evenly([str(i) for i in range(10)], 3)
     assert sorted(len(g) for g in groups) == [3, 3, 4]
-    assert sorted(sum(groups, [])) == sorted(str(i) for i in range(10))
+    assert sorted(x for g in groups for x in g) == sorted(str(i) for i in range(10))
 
 
 def test_partitions_cover_train_set_once() -> None:

@@ -1,0 +1,81 @@
+"""Helpers for the operator's tests on the real control plane."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.fixtures.cluster import KubeCluster, kubectl_json
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 120, poll_s: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last seen: {last!r}")
+
+
+def federation(name: str, **spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "schema": "star",
+        "rounds": 4,
+        "clients": 3,
+        "task": {"name": "digits", "params": {"epochs": 1, "lr": 0.2}},
+        "resources": {"perNode": {"cpu": 0.1}, "broker": {"cpu": 0.1}},
+        "faultTolerance": {"heartbeatSeconds": 2},
+        "cluster": {
+            "nodePools": [
+                {
+                    "name": "gpu",
+                    "gpusPerWorker": 1,
+                    "minWorkers": 1,
+                    "maxWorkers": 1,
+                    "nodeSelector": {"nvidia.com/gpu.present": "true"},
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                }
+            ]
+        },
+    }
+    base.update(spec)
+    return {"apiVersion": "red.dev/v1alpha1", "kind": "Federation", "metadata": {"name": name}, "spec": base}
+
+
+def example(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((REPO / "examples" / name).read_text())
+    return data
+
+
+def apply(cluster: KubeCluster, namespace: str, obj: dict[str, Any], check: bool = True) -> Any:
+    return cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(obj), check=check)
+
+
+def get_fed(cluster: KubeCluster, namespace: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = kubectl_json(cluster, "get", "federation", name, "-n", namespace)
+    return obj
+
+
+def status(cluster: KubeCluster, namespace: str, name: str) -> dict[str, Any]:
+    st: dict[str, Any] = get_fed(cluster, namespace, name).get("status") or {}
+    return st
+
+
+def condition(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
+
+
+def events(cluster: KubeCluster, namespace: str, name: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kubectl_json(
+        cluster, "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
+    )["items"]
+    return items

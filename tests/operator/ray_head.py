@@ -1,0 +1,146 @@
+"""A real local Ray head (dashboard and token auth on) standing in for a RayCluster's head.
+
+It is stopped by killing its own process group and the processes that name its private temp dir, never
+with `ray stop` (which would stop every Ray on the machine, including other tests' ones). Its HOME is
+private too, so no `~/.ray/auth_token` leaks into the developer's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RayHead:
+    dashboard_url: str
+    token: str
+    token_file: Path
+    temp_dir: Path
+    home: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        stop_process_group(self.proc)
+        # Workers and agents started by the raylet name our temp dir; they may have left the group.
+        for pid in _pids_mentioning(str(self.temp_dir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+def _pids_mentioning(needle: str) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if needle.encode() in (entry / "cmdline").read_bytes():
+                out.append(int(entry.name))
+        except OSError:
+            continue
+    return out
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float = 15) -> None:
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def wait_http(url: str, token: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except Exception as err:
+            last = err
+        time.sleep(1)
+    raise AssertionError(f"{url} did not answer within {timeout_s} s: {last}")
+
+
+def start_ray_head(num_cpus: int = 2) -> RayHead:
+    temp_dir = Path(tempfile.mkdtemp(prefix="rr", dir="/tmp"))  # short: Ray's socket paths are limited
+    home = Path(tempfile.mkdtemp(prefix="red-ray-home-"))
+    token = secrets.token_hex(32)
+    token_file = home / "token"
+    token_file.write_text(token)
+    dash = free_port()
+    env = {
+        **os.environ,
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": token,
+        # A private HOME: nothing (e.g. ~/.ray/auth_token) leaks into the developer's one.
+        "HOME": str(home),
+        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_DEDUP_LOGS": "0",
+    }
+    env.pop("RAY_ADDRESS", None)
+    log = home / "ray-head.log"
+    args = [
+        str(VENV_BIN / "ray"),
+        "start",
+        "--head",
+        "--block",
+        f"--port={free_port()}",
+        f"--num-cpus={num_cpus}",
+        "--num-gpus=0",
+        "--include-dashboard=true",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dash}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--dashboard-agent-grpc-port={free_port()}",
+        f"--ray-client-server-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+        f"--runtime-env-agent-port={free_port()}",
+        f"--temp-dir={temp_dir}",
+        "--disable-usage-stats",
+    ]
+    proc = subprocess.Popen(
+        args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True, cwd=home
+    )
+    head = RayHead(f"http://127.0.0.1:{dash}", token, token_file, temp_dir, home, proc, log)
+    try:
+        wait_http(f"{head.dashboard_url}/api/version", token, timeout_s=120)
+        # The Jobs API answers only once the head's agent is up.
+        wait_http(f"{head.dashboard_url}/api/jobs/", token, timeout_s=120)
+    except BaseException:
+        sys.stderr.write(log.read_text(errors="replace")[-4000:])
+        head.stop()
+        raise
+    return head

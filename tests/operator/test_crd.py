@@ -1,0 +1,76 @@
+"""The CRD is generated from the spec model; the checked-in file must match the generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from red.spec import crd
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_checked_in_crd_matches_the_generator() -> None:
+    on_disk = (REPO / "crds" / "federation.yaml").read_text()
+    assert on_disk == crd.render(), "crds/federation.yaml drifted: run `python -m red.spec.crd > crds/federation.yaml`"
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    if isinstance(node, dict):
+        out.append((path, node))
+        for k, v in node.get("properties", {}).items():
+            out.extend(_walk(v, f"{path}.{k}"))
+        if isinstance(node.get("items"), dict):
+            out.extend(_walk(node["items"], f"{path}[]"))
+        if isinstance(node.get("additionalProperties"), dict):
+            out.extend(_walk(node["additionalProperties"], f"{path}{{}}"))
+    return out
+
+
+def test_schema_is_structural() -> None:
+    schema = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema):
+        assert "$ref" not in node and "anyOf" not in node and "title" not in node, path
+        assert "type" in node, f"{path} has no type (not structural)"
+        if node["type"] == "object" and "properties" not in node and "additionalProperties" not in node:
+            assert node.get("x-kubernetes-preserve-unknown-fields") or path == ".metadata", path
+        if "exclusiveMinimum" in node:
+            assert node["exclusiveMinimum"] is True, path
+
+
+def test_names_columns_and_subresource() -> None:
+    spec = crd.build_crd()["spec"]
+    assert spec["group"] == "red.dev"
+    assert spec["names"]["plural"] == "federations"
+    assert spec["names"]["shortNames"] == ["fed"]
+    version = spec["versions"][0]
+    assert version["name"] == "v1alpha1"
+    assert version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Phase", "Round", "Nodes", "Accuracy", "Age"]
+
+
+def test_cel_rules_cover_cross_field_and_immutable_fields() -> None:
+    schema = crd.build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    spec_rules = " ".join(r["rule"] for r in schema["properties"]["spec"]["x-kubernetes-validations"])
+    assert "self.minClients <=" in spec_rules
+    assert "k-regular" in spec_rules and "custom" in spec_rules
+    root = schema["x-kubernetes-validations"]
+    immutable = [r for r in root if "oldSelf" in r["rule"]]
+    assert {r["message"].split()[0] for r in immutable} == {f"spec.{f}" for f in crd.IMMUTABLE_WHILE_ACTIVE}
+
+
+def test_no_embedded_pod_template() -> None:
+    text = crd.render()
+    assert "containers" not in text and "PodTemplateSpec" not in text
+    assert len(text) < 40_000
+
+
+def test_generator_does_not_import_kubernetes() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, red.spec.crd; print('kubernetes' in sys.modules or 'kopf' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
