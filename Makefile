@@ -19,11 +19,12 @@ test-fast: setup ## unit tests only (no Ray, no cluster)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not ray and not cluster" $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check red operator tests bench e2e
+	$(VENV)/bin/ruff check red operator tests bench e2e e2e/build-tools
 	$(VENV)/bin/mypy
 
-cluster-build: ## build (or reuse from ~/.cache/red) the local Kubernetes control plane
-	@if [ -x e2e/build ]; then e2e/build; fi
+cluster-build: setup ## build (or reuse from ~/.cache/red) the local Kubernetes control plane and chart tools
+	@e2e/build
+	@$(PY) e2e/build-tools
 
 bench: setup
 	$(PY) bench/star_rounds.py

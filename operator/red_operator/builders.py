@@ -40,9 +40,7 @@ def _container(name: str, image: str, cpu: str, memory: str, gpus: int) -> dict[
     }
 
 
-def build_raycluster(
-    fed: str, namespace: str, uid: str, spec: FederationSpec, sizing: Sizing
-) -> dict[str, Any]:
+def build_raycluster(fed: str, namespace: str, uid: str, spec: FederationSpec, sizing: Sizing) -> dict[str, Any]:
     """The RayCluster a Federation runs on. `sizing` comes from `sizing.size_cluster(spec)`."""
     cluster = spec.cluster
     account = names.engine_account(fed)
@@ -70,9 +68,7 @@ def build_raycluster(
         if pool.node_selector:
             pod_spec["nodeSelector"] = dict(pool.node_selector)
         if pool.tolerations:
-            pod_spec["tolerations"] = [
-                t.model_dump(by_alias=True, exclude_none=True) for t in pool.tolerations
-            ]
+            pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in pool.tolerations]
         groups.append(
             {
                 "groupName": pool.name,

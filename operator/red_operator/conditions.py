@@ -58,9 +58,7 @@ class Condition:
     message: str
 
 
-def merge(
-    previous: list[dict[str, Any]], new: list[Condition], *, generation: int, now: str
-) -> list[dict[str, Any]]:
+def merge(previous: list[dict[str, Any]], new: list[Condition], *, generation: int, now: str) -> list[dict[str, Any]]:
     """Conditions as stored: `lastTransitionTime` moves only when the status changes."""
     old = {c.get("type"): c for c in previous}
     out = []
@@ -74,9 +72,7 @@ def merge(
                 "reason": c.reason,
                 "message": c.message[:MAX_MESSAGE],
                 "observedGeneration": generation,
-                "lastTransitionTime": now
-                if changed or prior is None
-                else prior.get("lastTransitionTime", now),
+                "lastTransitionTime": now if changed or prior is None else prior.get("lastTransitionTime", now),
             }
         )
     return out

@@ -16,6 +16,8 @@ from red.spec.model import FederationSpec
 TERMINAL_PHASES = ("Succeeded", "Failed")
 RAY_TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 RAY_ACTIVE = ("PENDING", "RUNNING")
+# Our own job status (not Ray's): the job was stopped because of spec.suspend; resuming starts a new attempt.
+SUSPENDED = "SUSPENDED"
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,12 @@ def plan(
         return Plan(cluster, "none", attempts, False, failures, phase == "Failed", "finished")
     current_active = ray_job is not None and ray_job.status in RAY_ACTIVE
     if spec.suspend:
-        return Plan(
-            keep_or_delete, "stop" if current_active else "none", attempts, False, failures, why="suspended"
-        )
+        return Plan(keep_or_delete, "stop" if current_active else "none", attempts, False, failures, why="suspended")
     if not fits:
         return Plan("leave", "none", attempts, False, failures, why="does not fit")
     cluster_action: Literal["ensure", "leave"] = "leave" if existing else "ensure"
 
-    if attempts == 0 or phase == "Suspended":
+    if attempts == 0 or job.get("status") == SUSPENDED:
         # First run, or resuming after a suspend (the old cluster, and its job, are gone).
         if cluster_ready:
             return Plan(cluster_action, "submit", attempts + 1, resume, failures, why="cluster ready")
@@ -96,9 +96,9 @@ def plan(
     if status_now in RAY_ACTIVE or status_now == "SUCCEEDED":
         return Plan(cluster_action, "none", attempts, False, failures, why=f"job {status_now}")
     # FAILED, STOPPED by someone else, or lost (Ray no longer knows the id): one failure, counted once.
-    already_counted = job.get("status") in ("FAILED", "STOPPED", "LOST") and job.get(
-        "countedFailure"
-    ) == job.get("submissionId")
+    already_counted = job.get("status") in ("FAILED", "STOPPED", "LOST") and job.get("countedFailure") == job.get(
+        "submissionId"
+    )
     if not already_counted:
         failures += 1
     if failures > spec.backoff_limit:
@@ -114,6 +114,4 @@ def plan(
     if not cluster_ready:
         return Plan(cluster_action, "none", attempts, False, failures, why="retry waits for the cluster")
     resume = spec.checkpoint.path is not None
-    return Plan(
-        cluster_action, "submit", attempts + 1, resume, failures, why=f"retry after {status_now or 'LOST'}"
-    )
+    return Plan(cluster_action, "submit", attempts + 1, resume, failures, why=f"retry after {status_now or 'LOST'}")

@@ -37,39 +37,68 @@ def compact(report: dict[str, Any]) -> dict[str, Any]:
 
 
 class ConfigMapSink:
-    """Writes the latest report into the ConfigMap, at most every `interval_seconds` (the first, the
-    last and every failure at once). A write that fails is logged and retried with the next report:
-    the federation never stops because its report could not be published."""
+    """Writes the latest report into the ConfigMap from a background thread, at most every
+    `interval_seconds` (the first, the last and a failure without waiting), so a slow API server never
+    slows the federation. A write that fails is logged and retried with the next report: the federation
+    never stops because its report could not be published."""
 
     def __init__(self, namespace: str, name: str, interval_seconds: float = 2.0, core: Any = None) -> None:
         self.namespace, self.name, self.interval = namespace, name, interval_seconds
         self.core = core or _core_api()
         self._pending: dict[str, Any] | None = None
-        self._last_write = 0.0
-        self._lock = threading.Lock()
+        self._urgent = False
+        self._closed = False
+        self._last_write = float("-inf")
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="report-writer", daemon=True)
+        self._thread.start()
 
     def emit(self, report: dict[str, Any]) -> None:
-        with self._lock:
+        with self._cv:
             self._pending = compact(report)
-            urgent = report.get("event") in ("start", "done", "failed")
-            if urgent or time.monotonic() - self._last_write >= self.interval:
-                self._flush()
+            self._urgent = self._urgent or report.get("event") in ("start", "done", "failed")
+            self._cv.notify()
 
-    def _flush(self) -> None:
-        if self._pending is None:
-            return
-        body = {"data": {names.REPORT_KEY: json.dumps(self._pending, separators=(",", ":"))}}
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while True:
+                    if self._pending is not None:
+                        wait = self._last_write + self.interval - time.monotonic()
+                        if self._urgent or self._closed or wait <= 0:
+                            break
+                        self._cv.wait(wait)
+                    elif self._closed:
+                        return
+                    else:
+                        self._cv.wait()
+                report, self._pending, self._urgent = self._pending, None, False
+            if not self._write(report):
+                with self._cv:  # keep it unless a newer one came meanwhile
+                    if self._pending is None:
+                        self._pending = report
+                    closing = self._closed
+                if closing:
+                    self._write(self._pending or report)  # one last try
+                    return
+                time.sleep(min(self.interval, 1.0))
+
+    def _write(self, report: dict[str, Any]) -> bool:
+        body = {"data": {names.REPORT_KEY: json.dumps(report, separators=(",", ":"))}}
         try:
             self.core.patch_namespaced_config_map(self.name, self.namespace, body)
-        except Exception as err:
+        except Exception as err:  # publishing progress must never kill the run
             log.warning("could not write report ConfigMap %s/%s: %s", self.namespace, self.name, err)
-            return
-        self._pending = None
+            return False
         self._last_write = time.monotonic()
+        return True
 
-    def close(self) -> None:
-        with self._lock:
-            self._flush()
+    def close(self, timeout_seconds: float = 30.0) -> None:
+        """Write what is pending (one last try) and stop the writer."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout_seconds)
 
 
 def _core_api() -> Any:
@@ -83,9 +112,7 @@ def _core_api() -> Any:
 
 
 def main() -> int:
-    logging.basicConfig(
-        level=os.environ.get("RED_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=os.environ.get("RED_LOG_LEVEL", "INFO"), format="%(levelname)s %(name)s: %(message)s")
     from red.errors import FederationFailed, RedError
     from red.runner import run_federation
     from red.sinks import JsonLinesSink

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -25,13 +26,18 @@ def build_registry(reconciler: Reconciler, settings: Settings) -> kopf.OperatorR
     """Register the handlers on a fresh registry (so tests and `main` can build their own)."""
     registry = kopf.OperatorRegistry()
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A custom registry has no default login handlers: use the same credentials as our client.
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=names.GROUP_PREFIX)
         settings.persistence.finalizer = names.FINALIZER
         settings.execution.max_workers = reconciler.settings.workers
-        settings.posting.level = logging.INFO
+        settings.posting.level = logging.WARNING  # our own Events are posted explicitly
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
 
@@ -40,7 +46,7 @@ def build_registry(reconciler: Reconciler, settings: Settings) -> kopf.OperatorR
         lock = _lock(memo)
         with lock:
             try:
-                outcome = reconciler.reconcile(body)
+                outcome = reconciler.reconcile(plain(body))
             except Exception as err:
                 # Handled here, not by kopf's retry backoff (a minute for timers): the next tick retries.
                 metrics.RECONCILES.labels(result="error").inc()
@@ -54,7 +60,7 @@ def build_registry(reconciler: Reconciler, settings: Settings) -> kopf.OperatorR
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
     def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         with _lock(memo):
-            removed = reconciler.cleanup(body)
+            removed = reconciler.cleanup(plain(body))
         logger.info("removed: %s", ", ".join(removed) or "nothing")
 
     @kopf.on.probe(id="federations", registry=registry)
@@ -62,6 +68,15 @@ def build_registry(reconciler: Reconciler, settings: Settings) -> kopf.OperatorR
         return "ok"
 
     return registry
+
+
+def plain(obj: Any) -> Any:
+    """A deep copy made of plain dicts and lists: kopf's Body is a live view that changes under us."""
+    if isinstance(obj, Mapping):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [plain(v) for v in obj]
+    return obj
 
 
 _locks_guard = threading.Lock()

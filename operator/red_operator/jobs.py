@@ -97,9 +97,7 @@ class JobsClient:
         return str(json.loads(text).get("logs", ""))
 
 
-def dashboard_url(
-    template: str, *, service: str | None, cluster: str, namespace: str, federation: str
-) -> str:
+def dashboard_url(template: str, *, service: str | None, cluster: str, namespace: str, federation: str) -> str:
     """Fill the URL template; the service falls back to KubeRay's default `<cluster>-head-svc`."""
     return template.format(
         service=service or f"{cluster}-head-svc", cluster=cluster, namespace=namespace, federation=federation

@@ -131,9 +131,7 @@ class Kube:
         self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body)
 
     # --- engine credentials for out-of-cluster runs -----------------------------------------------
-    def write_engine_kubeconfig(
-        self, directory: Path, namespace: str, account: str, *, seconds: int = 86400
-    ) -> Path:
+    def write_engine_kubeconfig(self, directory: Path, namespace: str, account: str, *, seconds: int = 86400) -> Path:
         """A kubeconfig for `account` (token from the TokenRequest API), readable by this user only.
         Only its path is handed to the job; the token never leaves the file."""
         tr = self.core.create_namespaced_service_account_token(
@@ -156,9 +154,7 @@ class Kube:
             "kind": "Config",
             "clusters": [{"name": "red", "cluster": cluster}],
             "users": [{"name": account, "user": {"token": tr.status.token}}],
-            "contexts": [
-                {"name": "red", "context": {"cluster": "red", "user": account, "namespace": namespace}}
-            ],
+            "contexts": [{"name": "red", "context": {"cluster": "red", "user": account, "namespace": namespace}}],
             "current-context": "red",
         }
         directory.mkdir(parents=True, exist_ok=True)

@@ -19,26 +19,16 @@ from red_operator.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="red-operator", description="Reconcile red.dev Federations into KubeRay clusters."
-    )
-    p.add_argument(
-        "--kubeconfig", help="out-of-cluster: this kubeconfig (default: in-cluster, then $KUBECONFIG)"
-    )
+    p = argparse.ArgumentParser(prog="red-operator", description="Reconcile red.dev Federations into KubeRay clusters.")
+    p.add_argument("--kubeconfig", help="out-of-cluster: this kubeconfig (default: in-cluster, then $KUBECONFIG)")
     p.add_argument("--namespace", "-n", action="append", default=[], help="watch only these namespaces")
     p.add_argument("--dashboard-url-template", help="e.g. http://{service}.{namespace}.svc:8265")
     p.add_argument("--engine-kubeconfig-dir", type=Path, help="out-of-cluster: write engine kubeconfigs here")
     p.add_argument("--ray-token-file", type=Path, help="development: the stand-in Ray head's token")
     p.add_argument("--reconcile-seconds", type=float, help="reconcile interval per Federation")
-    p.add_argument(
-        "--metrics-port", type=int, default=int(os.environ.get("RED_OPERATOR_METRICS_PORT", "8000"))
-    )
-    p.add_argument(
-        "--liveness-port", type=int, default=int(os.environ.get("RED_OPERATOR_LIVENESS_PORT", "8080"))
-    )
-    p.add_argument(
-        "--bind", default=os.environ.get("RED_OPERATOR_BIND", "0.0.0.0"), help="address of both endpoints"
-    )
+    p.add_argument("--metrics-port", type=int, default=int(os.environ.get("RED_OPERATOR_METRICS_PORT", "8000")))
+    p.add_argument("--liveness-port", type=int, default=int(os.environ.get("RED_OPERATOR_LIVENESS_PORT", "8080")))
+    p.add_argument("--bind", default=os.environ.get("RED_OPERATOR_BIND", "0.0.0.0"), help="address of both endpoints")
     p.add_argument("--verbose", "-v", action="store_true")
     return p
 
@@ -65,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # kopf logs every timer run at INFO ("Timer ... succeeded"): once a second per Federation is noise.
+    logging.getLogger("kopf.objects").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())  # kopf logs in from it too
     settings = settings_from_args(args)

@@ -48,15 +48,11 @@ def pod_problems(pods: list[dict[str, Any]]) -> list[PodProblem]:
     for pod in pods:
         meta = pod.get("metadata", {})
         name = meta.get("name", "?")
-        group = meta.get("labels", {}).get(
-            "ray.io/group", meta.get("labels", {}).get("ray.io/node-type", "?")
-        )
+        group = meta.get("labels", {}).get("ray.io/group", meta.get("labels", {}).get("ray.io/node-type", "?"))
         status = pod.get("status", {}) or {}
         for cond in status.get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
-                out.append(
-                    PodProblem(name, group, cond.get("reason") or "Unschedulable", cond.get("message") or "")
-                )
+                out.append(PodProblem(name, group, cond.get("reason") or "Unschedulable", cond.get("message") or ""))
         for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
             waiting = (cs.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in _BAD_WAITING:
@@ -66,9 +62,7 @@ def pod_problems(pods: list[dict[str, Any]]) -> list[PodProblem]:
                     msg = (msg + f" (last exit code {last.get('exitCode')}, {last.get('reason')})").strip()
                 out.append(PodProblem(name, group, waiting["reason"], msg))
         if status.get("phase") == "Failed":
-            out.append(
-                PodProblem(name, group, status.get("reason") or "PodFailed", status.get("message") or "")
-            )
+            out.append(PodProblem(name, group, status.get("reason") or "PodFailed", status.get("message") or ""))
     return out
 
 
@@ -102,8 +96,6 @@ def observe_cluster(raycluster: dict[str, Any] | None, pods: list[dict[str, Any]
         first = problems[0]
         same = [p for p in problems if p.reason == first.reason]
         message = f"{len(same)} pod(s) {first.reason}: {first.pod} (group {first.group}): {first.message}"
-        return ClusterObservation(
-            True, False, first.reason, message, desired, ready_workers, service, problems
-        )
+        return ClusterObservation(True, False, first.reason, message, desired, ready_workers, service, problems)
     message = f"waiting for the head (ready: {head_ready}) and workers ({ready_workers}/{desired} ready)"
     return ClusterObservation(True, False, "Creating", message, desired, ready_workers, service, problems)

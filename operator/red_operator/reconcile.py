@@ -20,7 +20,7 @@ from red.errors import SpecError
 from red.spec.loader import spec_from_dict
 from red.spec.model import FederationSpec
 from red_operator import builders, conditions, metrics, names
-from red_operator.decide import TERMINAL_PHASES, RayJob, plan
+from red_operator.decide import SUSPENDED, TERMINAL_PHASES, RayJob, plan
 from red_operator.jobs import DashboardError, JobsClient, dashboard_url
 from red_operator.kube import Kube
 from red_operator.readiness import observe_cluster
@@ -43,6 +43,9 @@ class Reconciler:
     def __init__(self, kube: Kube, settings: Settings) -> None:
         self.kube = kube
         self.settings = settings
+        # Federations (by uid) whose owned objects this process has made sure of; re-checked after a
+        # restart. Something deleted by hand meanwhile is recreated by the next operator start.
+        self._ensured: set[str] = set()
 
     # --- the pass ---------------------------------------------------------------------------------
     def reconcile(self, body: Mapping[str, Any], *, now: datetime | None = None) -> Outcome:
@@ -64,13 +67,17 @@ class Reconciler:
         existing = spec.cluster.existing_cluster
         cluster_name = existing or names.raycluster(name)
         terminal = prev.get("phase") in TERMINAL_PHASES
-        if not terminal:
+        if not terminal and uid not in self._ensured:
             for obj in self._owned(name, ns, uid):
                 if self.kube.create(obj):
                     log.info("%s/%s: created %s %s", ns, name, obj["kind"], obj["metadata"]["name"])
+            self._ensured.add(uid)
 
         rc = self.kube.get_raycluster(ns, cluster_name)
-        cluster = observe_cluster(rc, self.kube.ray_pods(ns, cluster_name) if rc else [])
+        cluster = observe_cluster(rc, [])
+        if rc is not None and not cluster.ready:
+            # Only a cluster that is not ready needs its pods read, for the reason.
+            cluster = observe_cluster(rc, self.kube.ray_pods(ns, cluster_name))
         url = dashboard_url(
             self.settings.dashboard_url_template,
             service=cluster.service,
@@ -84,7 +91,7 @@ class Reconciler:
         sid: str | None = job.get("submissionId")
         ray_job: RayJob | None = None
         dashboard_error: str | None = None
-        if sid and jobs is not None:
+        if sid and jobs is not None and job.get("status") != SUSPENDED:
             try:
                 info = jobs.get(sid)
                 ray_job = RayJob(
@@ -121,9 +128,7 @@ class Reconciler:
                 dashboard_error = str(err)
         new_sid: str | None = None
         if p.job == "submit" and jobs is not None:
-            new_sid, dashboard_error = self._submit(
-                jobs, name, ns, uid, spec, body, p.attempt, p.resume, events
-            )
+            new_sid, dashboard_error = self._submit(jobs, name, ns, uid, spec, body, p.attempt, p.resume, events)
             if new_sid is None:
                 # Not submitted: keep the previous attempt's numbers so the next pass tries again.
                 p = type(p)(
@@ -177,9 +182,7 @@ class Reconciler:
     def _jobs(self, url: str, ns: str, name: str, rc: Mapping[str, Any]) -> JobsClient:
         auth = (rc.get("spec") or {}).get("authOptions") or {}
         secret = auth.get("secretName") or (
-            names.token_secret(name)
-            if rc["metadata"]["name"] == names.raycluster(name)
-            else rc["metadata"]["name"]
+            names.token_secret(name) if rc["metadata"]["name"] == names.raycluster(name) else rc["metadata"]["name"]
         )
         token = self.kube.read_secret_value(ns, secret, names.TOKEN_KEY) or ""
         return JobsClient(url, token, self.settings.http_timeout_seconds)
@@ -200,9 +203,7 @@ class Reconciler:
         kubeconfig = None
         if self.settings.engine_kubeconfig_dir is not None:
             kubeconfig = str(
-                self.kube.write_engine_kubeconfig(
-                    self.settings.engine_kubeconfig_dir, ns, names.engine_account(name)
-                )
+                self.kube.write_engine_kubeconfig(self.settings.engine_kubeconfig_dir, ns, names.engine_account(name))
             )
         request = builders.build_job_request(
             name,
@@ -299,6 +300,7 @@ class Reconciler:
             path = self.settings.engine_kubeconfig_dir / f"{ns}.{names.engine_account(name)}.kubeconfig"
             path.unlink(missing_ok=True)
         metrics.set_phase(f"{ns}/{name}", None)
+        self._ensured.discard(meta.get("uid", ""))
         return removed
 
 

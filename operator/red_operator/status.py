@@ -13,7 +13,7 @@ from typing import Any
 
 from red.spec.model import FederationSpec
 from red_operator import conditions as C
-from red_operator.decide import Plan, RayJob, parse_time
+from red_operator.decide import SUSPENDED, Plan, RayJob, parse_time
 from red_operator.readiness import ClusterObservation
 from red_operator.sizing import Sizing
 
@@ -117,8 +117,8 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
     if plan is not None and plan.job == "submit":
         job["status"] = "PENDING"
         job.pop("message", None)
-    if plan is not None and plan.job == "stop":
-        job["status"] = "STOPPED"
+    if (plan is not None and plan.job == "stop") or (spec.suspend and job.get("submissionId")):
+        job["status"] = SUSPENDED
     if job:
         status["job"] = job
 
@@ -140,20 +140,14 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
     cluster = obs.cluster
     # --- cluster
     if obs.sizing is not None and not obs.sizing.fits:
-        conds.append(
-            C.Condition(C.CLUSTER_READY, "False", "InsufficientResources", obs.sizing.shortfall or "")
-        )
+        conds.append(C.Condition(C.CLUSTER_READY, "False", "InsufficientResources", obs.sizing.shortfall or ""))
     elif spec.suspend:
-        conds.append(
-            C.Condition(C.CLUSTER_READY, "False", "Suspended", "the cluster is removed while suspended")
-        )
+        conds.append(C.Condition(C.CLUSTER_READY, "False", "Suspended", "the cluster is removed while suspended"))
     elif cluster is None or not cluster.exists:
         conds.append(C.Condition(C.CLUSTER_READY, "False", "Creating", "creating the RayCluster"))
     else:
         conds.append(
-            C.Condition(
-                C.CLUSTER_READY, "True" if cluster.ready else "False", cluster.reason, cluster.message
-            )
+            C.Condition(C.CLUSTER_READY, "True" if cluster.ready else "False", cluster.reason, cluster.message)
         )
 
     # --- job
@@ -179,8 +173,9 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
         )
 
     # --- outcome
-    event = (report or {}).get("event")
-    succeeded = job_status == "SUCCEEDED" or (event == "done" and job_status not in ("FAILED",))
+    # Ray's word is final (the driver exited 0); the engine's "done" report alone is not: the job may
+    # still fail on its way out.
+    succeeded = job_status == "SUCCEEDED"
     failed = plan is not None and plan.terminal_failure
     if succeeded:
         phase = "Succeeded"
@@ -207,9 +202,7 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
         phase = "Suspended" if spec.suspend else "Pending"
         if not spec.suspend and cluster is not None and cluster.exists:
             phase = "Running" if job_status == "RUNNING" else "Starting"
-        conds.append(
-            C.Condition(C.SUCCEEDED, "False", "NotFinished", f"round {status.get('round', 0)}/{rounds}")
-        )
+        conds.append(C.Condition(C.SUCCEEDED, "False", "NotFinished", f"round {status.get('round', 0)}/{rounds}"))
         retry = job.get("failures", 0)
         conds.append(
             C.Condition(
@@ -228,9 +221,7 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
     elif dead:
         ids = ", ".join(f"{n.get('id')} ({n.get('health')})" for n in dead[:10])
         conds.append(
-            C.Condition(
-                C.NODES_HEALTHY, "False", "NodesUnhealthy", f"{len(dead)}/{len(nodes)} unhealthy: {ids}"
-            )
+            C.Condition(C.NODES_HEALTHY, "False", "NodesUnhealthy", f"{len(dead)}/{len(nodes)} unhealthy: {ids}")
         )
         gone = [n for n in dead if n.get("health") == "Dead"]
         if gone and phase in ("Running", "Starting"):
@@ -239,16 +230,13 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
                     C.DEGRADED,
                     "True",
                     "NodesDead",
-                    f"{len(gone)} node(s) dead; {len(healthy)} alive "
-                    f"(minClients {spec.effective_min_clients})",
+                    f"{len(gone)} node(s) dead; {len(healthy)} alive (minClients {spec.effective_min_clients})",
                 )
             )
         else:
             conds.append(C.Condition(C.DEGRADED, "False", "NoDeadNodes", "no node is dead"))
     else:
-        conds.append(
-            C.Condition(C.NODES_HEALTHY, "True", "AllAlive", f"{len(nodes)}/{len(nodes)} nodes healthy")
-        )
+        conds.append(C.Condition(C.NODES_HEALTHY, "True", "AllAlive", f"{len(nodes)}/{len(nodes)} nodes healthy"))
         conds.append(C.Condition(C.DEGRADED, "False", "AllAlive", "every node is alive"))
 
     conds.append(
@@ -333,9 +321,7 @@ def _stalled(
     if phase == "Running" or (phase == "Starting" and (status.get("job") or {}).get("status") == "PENDING"):
         submitted = C.get(prev, C.JOB_SUBMITTED)
         since = parse_time(status.get("lastReportTime")) or parse_time(
-            (submitted or {}).get("lastTransitionTime")
-            if submitted and submitted.get("status") == "True"
-            else None
+            (submitted or {}).get("lastTransitionTime") if submitted and submitted.get("status") == "True" else None
         )
         if since is not None and obs.now - since > timedelta(seconds=spec.stall_timeout_seconds):
             silent = int((obs.now - since).total_seconds())
@@ -343,7 +329,6 @@ def _stalled(
                 C.STALLED,
                 "True",
                 "NoProgress",
-                f"no report from the engine for {silent} s "
-                f"(stallTimeoutSeconds {spec.stall_timeout_seconds})",
+                f"no report from the engine for {silent} s (stallTimeoutSeconds {spec.stall_timeout_seconds})",
             )
     return C.Condition(C.STALLED, "False", "Progressing", f"phase {phase}")

@@ -180,7 +180,7 @@ class FederatedBase:
             .options(  # type: ignore[attr-defined]
                 name=actor_name_store(self.name),
                 namespace=self.namespace,
-                num_cpus=0.001,
+                num_cpus=0,  # the TopologyManager holds the whole broker bundle; the store is tiny
                 max_restarts=-1,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     placement_group=self.pg, placement_group_bundle_index=0

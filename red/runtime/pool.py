@@ -140,6 +140,15 @@ class PoolHost(TaskNode):
         """Called by the TopologyManager: ``msg`` is for the hosted virtual nodes ``ids``."""
         self._queue.put(Message("__hosted__", {"msg": msg, "ids": list(ids)}, sender=msg.sender))
 
+    def _prefetch_neighbors(self, ids: list[str]) -> None:
+        """One TopologyManager call for a whole batch instead of one per newly seen virtual node."""
+        missing = [i for i in ids if i not in self._hosted_neighbors]
+        if missing:
+            import ray
+
+            got = ray.get(self._topology_manager().neighbors_of.remote(missing))
+            self._hosted_neighbors.update({i: frozenset(nb) for i, nb in got.items()})
+
     def neighbors_of(self, node_id: str) -> frozenset[str]:
         nb = self._hosted_neighbors.get(node_id)
         if nb is None:
@@ -184,6 +193,7 @@ class PoolHost(TaskNode):
             ids: list[str] = msg.body["ids"]
             # One store round trip per batch (a broadcast reaches a host as one batch), not per node.
             states = ray.get(self._store.checkout.remote(ids))
+            self._prefetch_neighbors(ids)
             for nid in ids:
                 node = HostedNode(self, nid, states[nid])
                 prog.on_message(node, inner)

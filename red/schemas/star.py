@@ -92,6 +92,7 @@ class StarServer(TaskNode):
                                                  b.get("metrics", {}))
                     pending.discard(msg.sender)
                     self.client_versions[msg.sender] = b["version"]
+                    self.client_versions.update(b.get("memberVersions", {}))  # a cluster head's members
                 elif msg.header == "node_lost":
                     pending.discard(msg.body["node"])
                     if msg.body.get("dead"):

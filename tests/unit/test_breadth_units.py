@@ -99,7 +99,7 @@ def test_cluster_members_are_pooled_when_the_spec_caps_actors() -> None:
     fed = load_federation(EXAMPLES / "digits-cluster.yaml")  # 12 clients, maxActors 8
     sch = schemas.get("cluster")(fed)
     assert sorted(sch.hosts) == [f"pool-{k}" for k in range(4)]  # 8 - server - 3 heads
-    assert sorted(sum(sch.hosted.values(), [])) == sorted(sch.client_ids())
+    assert sorted(n for ids in sch.hosted.values() for n in ids) == sorted(sch.client_ids())
     assert all(sch.nodes[h].host is None for h in ("server", "head_0", "head_1", "head_2"))
     assert len(sch.actors) == 8
 

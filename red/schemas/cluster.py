@@ -1,0 +1,156 @@
+"""Hierarchical (cluster) federated learning: clients grouped under cluster heads, heads under a server.
+
+A round: the server sends the global model to every head; each head forwards it to its (sampled) members,
+aggregates their updates with the spec's algorithm, and sends the cluster model, weighted by the
+cluster's sample count, to the server, which aggregates the heads the same way and evaluates. With
+FedAvg this is exactly the global sample-weighted mean, but only heads talk to the server: the server's
+fan-in is the number of clusters, not of clients (the point of hierarchy across sites or racks).
+
+Groups come from ``spec.topology.clusterSize`` (clients per head; default about sqrt(clients)); heads
+are named ``head_<g>`` (as `red.layouts` draws them). Client sampling and the round deadline apply per
+cluster, at the heads; the server always waits for every live head (heads answer by their deadline).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import networkx as nx
+
+from red import topology
+from red.algorithms.base import Algorithm, Update
+from red.errors import FederationFailed, SpecError
+from red.runtime.node import VirtualNode
+from red.schemas.star import SERVER, StarClient, StarFederatedLearning, StarServer
+from red.schemas.task_node import TaskNode, sample_clients
+from red.spec.model import Federation
+
+
+def head_id(group: int) -> str:
+    return f"head_{group}"
+
+
+class ClusterHead(TaskNode):
+    """Relays the global model to its members and answers the server with the cluster's aggregate."""
+
+    def train(  # type: ignore[override]
+        self,
+        *,
+        algorithm_cls: type[Algorithm],
+        algorithm_params: dict[str, Any],
+        sample_fraction: float = 1.0,
+        deadline_seconds: float | None = None,
+        seed: int = 0,
+        group: int = 0,
+        **_: Any,
+    ) -> None:
+        algorithm = algorithm_cls(**algorithm_params)
+        alive = set(self.neighbors) - {SERVER}
+        while True:
+            msg = self.receive(timeout=1.0)  # raises StopNode when the federation stops
+            if msg is None:
+                continue
+            if msg.header == "node_lost":
+                if msg.body.get("dead"):
+                    alive.discard(msg.body["node"])
+                continue
+            if msg.header != "model" or msg.sender != SERVER:
+                continue
+            b = msg.body
+            r = int(b["round"])
+            # Distinct draws per cluster, still deterministic per (seed, round) for exact resumes.
+            sampled = sample_clients(sorted(alive), sample_fraction, seed * 7919 + group, r)
+            if sampled:
+                self.send("model", b, to=sampled)
+            versions: dict[str, int] = {}
+            updates = self._collect(r, set(sampled), alive, deadline_seconds, versions)
+            self.version += 1
+            if updates:
+                params = algorithm.aggregate(b["params"], updates, version=int(b["version"]))
+                samples = sum(u.num_samples for u in updates)
+            else:  # no member answered: hand the model back unchanged, with negligible weight
+                params, samples = b["params"], 0
+            self.send("update", {"round": r, "params": params, "numSamples": samples, "version": self.version,
+                                 "baseVersion": b["version"], "metrics": {"members": float(len(updates))},
+                                 "memberVersions": versions},
+                      to=SERVER)
+
+    def _collect(
+        self, r: int, pending: set[str], alive: set[str], deadline: float | None, versions: dict[str, int]
+    ) -> list[Update]:
+        updates: dict[str, Update] = {}
+        t_end = None if deadline is None else time.monotonic() + deadline
+        while pending:
+            wait = 0.5 if t_end is None else max(0.0, min(0.5, t_end - time.monotonic()))
+            msg = self.receive(timeout=wait)
+            if msg is None:
+                if t_end is not None and time.monotonic() >= t_end:
+                    break  # stragglers are left out of this cluster's round
+                continue
+            if msg.header == "update" and msg.body["round"] == r and msg.sender in pending:
+                b = msg.body
+                sender = str(msg.sender)
+                updates[sender] = Update(sender, b["params"], b["numSamples"], b["baseVersion"],
+                                         b.get("metrics", {}))
+                pending.discard(sender)
+                versions[sender] = int(b["version"])
+            elif msg.header == "node_lost":
+                pending.discard(msg.body["node"])
+                if msg.body.get("dead"):
+                    alive.discard(msg.body["node"])
+        return [updates[k] for k in sorted(updates)]
+
+
+class ClusterFederatedLearning(StarFederatedLearning):
+    """Server, ``head_<g>`` cluster heads, and ``spec.clients`` clients grouped under them."""
+
+    def __init__(self, fed: Federation, **kwargs: Any) -> None:
+        if fed.spec.algorithm.name in ("fedbuff",):
+            raise SpecError("schema 'cluster' runs synchronous rounds; use fedavg, fedprox, median or "
+                            "trimmed-mean (fedbuff needs schema 'star')")
+        super().__init__(fed, **kwargs)
+
+    def groups(self) -> dict[str, list[str]]:
+        ids = self.client_ids()
+        size = self.spec.topology.cluster_size or max(1, round(len(ids) ** 0.5))
+        return {head_id(g): members for g, members in enumerate(topology.group_evenly(ids, size))}
+
+    def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
+        groups = self.groups()
+        self.head_of = {m: h for h, members in groups.items() for m in members}
+        nodes = [self.node(SERVER, "eval", template=StarServer)]
+        nodes += [self.node(h, "aggregate", template=ClusterHead) for h in groups]
+        index = {c: i for i, c in enumerate(self.client_ids())}
+        nodes += [self.node(c, "train", index=index[c], template=StarClient) for c in self.client_ids()]
+        return nodes, topology.hierarchy(SERVER, groups)
+
+    def run_kwargs(self, node_id: str) -> dict[str, Any]:
+        if node_id == SERVER:
+            kw = super().run_kwargs(node_id)
+            kw.update(sample_fraction=1.0, deadline_seconds=None)  # heads sample and keep the deadline
+            return kw
+        if node_id.startswith("head_") and node_id in self.nodes and self.nodes[node_id].role == "aggregate":
+            return {
+                "algorithm_cls": self.algorithm_cls,
+                "algorithm_params": self.spec.algorithm.params,
+                "sample_fraction": self.spec.sample_fraction,
+                "deadline_seconds": self.spec.round_deadline_seconds,
+                "seed": self.spec.seed,
+                "group": int(node_id.split("_", 1)[1]),
+            }
+        return {"asynchronous": False}
+
+    def on_node_lost(self, node_id: str, *, dead: bool) -> None:
+        if node_id == SERVER:
+            super().on_node_lost(node_id, dead=dead)
+            return
+        parent = self.head_of.get(node_id, SERVER)
+        if self.state[parent].health in ("Alive", "Restarting"):
+            self.send("node_lost", {"node": node_id, "dead": dead}, to=parent)
+        elif dead and parent != SERVER:
+            raise FederationFailed(f"cluster head {parent!r} is dead, so its members are unreachable; "
+                                   "raise spec.faultTolerance.maxRestarts", reason="HeadLost")
+
+
+__all__ = ["ClusterFederatedLearning", "ClusterHead"]
