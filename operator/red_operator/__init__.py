@@ -15,6 +15,8 @@ Layout (pure modules first, the cluster-facing ones after):
 * `handlers`   — the kopf handlers (thin)
 * `engine_job` — the Ray job entrypoint that runs the engine and writes its report
 * `rbac`       — the rules the operator needs (the Helm chart is tested against them)
+* `settings`   — operator settings (env `RED_OPERATOR_*` or CLI flags)
+* `metrics`    — Prometheus metrics (reconciles, errors, submissions, Federations by phase)
 * `main`       — the `red-operator` command
 """
 

@@ -119,7 +119,7 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
         job.pop("message", None)
     if (plan is not None and plan.job == "stop") or (spec.suspend and job.get("submissionId")):
         job["status"] = SUSPENDED
-    if job:
+    if job.get("submissionId"):
         status["job"] = job
 
     nodes = _nodes(report)

@@ -183,6 +183,7 @@ class PoolHost(TaskNode):
 
         prog = program(self, **(program_kwargs or {}))
         self._store = ray.get_actor(actor_name_store(self.federation), namespace=self.namespace)
+        self._warm_up()
         while True:
             msg = self.receive(timeout=1.0)  # raises StopNode when the federation stops
             if msg is None or msg.header != "__hosted__":
@@ -200,6 +201,14 @@ class PoolHost(TaskNode):
                 self.served += 1
             ray.get(self._store.checkin.remote(states))
             self.last_heartbeat = time.time()
+
+    def _warm_up(self) -> None:
+        """Pay the first-use costs (data partitioning, torch's first kernels) before the first round,
+        so that they never count against a round deadline. The model is overwritten at every use."""
+        try:
+            self.task.train(self.model, self.task.client_data(0), node_id="", round=0)
+        except Exception:  # a task without client 0, say: warming up is only an optimisation
+            pass
 
     def stats(self) -> dict[str, Any]:
         import resource

@@ -28,6 +28,12 @@ class StarServer(TaskNode):
     participation: dict[str, int]
     algorithm: Algorithm | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # FedBuff can make several versions between two polls of the driver: keep enough of them that
+        # no round's report (or checkpoint) is skipped.
+        kwargs.setdefault("version_buffer", 64)
+        super().__init__(*args, **kwargs)
+
     def restore(self, state: dict[str, Any]) -> None:
         super().restore(state)
         if state.get("params") is not None:

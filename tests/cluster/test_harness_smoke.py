@@ -174,7 +174,7 @@ def test_gpu_pod_is_scheduled_on_a_gpu_node_and_runs(kube_cluster: KubeCluster, 
 
         def running() -> Any:
             pod = core.read_namespaced_pod("one-gpu", kube_namespace)
-            return pod if pod.status.phase == "Running" else None
+            return pod if pod.status and pod.status.phase == "Running" else None
 
         pod = wait_until("the GPU pod to run", running)
     assert pod.spec.node_name.startswith("kwok-gpu-")
