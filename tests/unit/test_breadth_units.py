@@ -132,3 +132,21 @@ def test_plot_accuracy_from_reports(tmp_path: Path) -> None:
     out = tmp_path / "acc.png"
     plot_accuracy(history, str(out))
     _assert_png(out)
+
+
+def test_a_custom_topology_registered_from_user_code_is_named_in_yaml() -> None:
+    from red.schemas.decentralized import DecentralizedFederatedLearning
+    from red.spec import federation_from_dict
+    from tests.helpers import fed_dict
+
+    @schemas.register("star-of-rings-test")
+    class Lollipop(DecentralizedFederatedLearning):
+        def build_graph(self, ids: list[str]) -> nx.Graph:
+            g = nx.lollipop_graph(3, len(ids) - 3)
+            return nx.relabel_nodes(g, dict(enumerate(ids)))
+
+    fed = federation_from_dict(fed_dict("lolli", schema="star-of-rings-test", clients=6))
+    sch = schemas.get(fed.spec.schema_)(fed)
+    assert isinstance(sch, Lollipop)
+    assert sch.graph.number_of_edges() == 3 + 3
+    assert all(vn.role == "train+eval" for vn in sch.nodes.values())
