@@ -87,6 +87,13 @@ def test_good_input_is_accepted(kube_cluster: KubeCluster, kube_namespace: str, 
     )
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_is_accepted(
+    kube_cluster: KubeCluster, kube_namespace: str, federation_crd: str, path: Any
+) -> None:
+    kube_cluster.kubectl("apply", "-n", kube_namespace, "-f", str(path), "--dry-run=server")
+
+
 def test_fields_are_frozen_while_running(kube_cluster: KubeCluster, kube_namespace: str, federation_crd: str) -> None:
     ns = kube_namespace
     apply(kube_cluster, ns, federation("frozen", clients=4))
