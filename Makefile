@@ -29,6 +29,7 @@ cluster-build: setup ## build (or reuse from ~/.cache/red) the local Kubernetes 
 bench: setup
 	$(PY) bench/star_rounds.py
 	$(PY) bench/broadcast.py
+	$(PY) bench/operator_latency.py
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info

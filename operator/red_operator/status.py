@@ -318,6 +318,15 @@ def _stalled(
 ) -> C.Condition:
     if obs.sizing is not None and not obs.sizing.fits:
         return C.Condition(C.STALLED, "True", "InsufficientResources", obs.sizing.shortfall or "")
+    if phase == "Failed":
+        # kstatus (Flux, kubectl wait) reads a terminal failure from Stalled=True; without it a Failed
+        # Federation would count as Current.
+        return C.Condition(
+            C.STALLED,
+            "True",
+            str(status.get("reason") or "Failed"),
+            str(status.get("message") or "the federation failed; see status.reason"),
+        )
     if phase == "Running" or (phase == "Starting" and (status.get("job") or {}).get("status") == "PENDING"):
         submitted = C.get(prev, C.JOB_SUBMITTED)
         since = parse_time(status.get("lastReportTime")) or parse_time(

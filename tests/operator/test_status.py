@@ -244,7 +244,13 @@ def running_plan() -> Any:
             },
             job(status="RUNNING"),
             "Failed",
-            {C.FAILED: ("True", "TooFewClients"), C.SUCCEEDED: ("False", "TooFewClients")},
+            {
+                C.FAILED: ("True", "TooFewClients"),
+                C.SUCCEEDED: ("False", "TooFewClients"),
+                # kstatus reads terminal failure from Stalled
+                C.STALLED: ("True", "TooFewClients"),
+                C.RECONCILING: ("False", "Failed"),
+            },
         ),
         # final failure without a report: Ray's error type
         (
