@@ -145,8 +145,11 @@ class Schema(FederatedBase):
             metrics: dict[str, float] = {}
             emit(self.report("start", last, self.rounds, metrics, t0))
             last_progress = time.monotonic()
+            finishing = False
             while True:
-                for entry in self.poll_progress(last, timeout=0.25):
+                # Once the nodes say they are done, poll one last time: the final round may have
+                # been recorded between the previous poll and that check.
+                for entry in self.poll_progress(last, timeout=0.0 if finishing else 0.25):
                     r = int(entry.meta.get("round", entry.version))
                     if r <= last:
                         continue
@@ -157,9 +160,12 @@ class Schema(FederatedBase):
                     emit(self.report("round", last, self.rounds, metrics, t0))
                     if self.checkpointer is not None and self.checkpointer.due(last, self.rounds):
                         self.checkpointer.save(last, self.checkpoint_state(entry))
+                if finishing:
+                    break
                 finished = self.supervise(self.run_kwargs)
                 if self.is_done(finished):
-                    break
+                    finishing = True
+                    continue
                 if time.monotonic() - last_progress > self.round_timeout_seconds:
                     raise FederationFailed(
                         f"no round finished in {self.round_timeout_seconds:g}s (last round {last}); "
