@@ -39,6 +39,7 @@ class RayHead:
     home: Path
     proc: subprocess.Popen[bytes]
     log: Path
+    gcs_address: str = ""
 
     def stop(self) -> None:
         stop_process_group(self.proc)
@@ -112,12 +113,13 @@ def start_ray_head(num_cpus: int = 2) -> RayHead:
     }
     env.pop("RAY_ADDRESS", None)
     log = home / "ray-head.log"
+    gcs_port = free_port()
     args = [
         str(VENV_BIN / "ray"),
         "start",
         "--head",
         "--block",
-        f"--port={free_port()}",
+        f"--port={gcs_port}",
         f"--num-cpus={num_cpus}",
         "--num-gpus=0",
         "--include-dashboard=true",
@@ -134,7 +136,9 @@ def start_ray_head(num_cpus: int = 2) -> RayHead:
     proc = subprocess.Popen(
         args, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True, cwd=home
     )
-    head = RayHead(f"http://127.0.0.1:{dash}", token, token_file, temp_dir, home, proc, log)
+    head = RayHead(
+        f"http://127.0.0.1:{dash}", token, token_file, temp_dir, home, proc, log, f"127.0.0.1:{gcs_port}"
+    )
     try:
         wait_http(f"{head.dashboard_url}/api/version", token, timeout_s=120)
         # The Jobs API answers only once the head's agent is up.
