@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +42,22 @@ def make_fed(name: str = "t", **spec: Any) -> Federation:
 def write_yaml(path: Path, data: Any) -> Path:
     path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
     return path
+
+
+def wait_until(
+    what: str,
+    check: Callable[[], Any],
+    timeout_s: float = 120,
+    poll_s: float = 0.5,
+    log: Callable[[], str] | None = None,
+) -> Any:
+    """Poll ``check`` until it returns something truthy and return that; fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(poll_s)
+    extra = f"\n--- log ---\n{log()[-6000:]}" if log else ""
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last seen: {last!r}{extra}")

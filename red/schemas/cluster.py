@@ -13,7 +13,6 @@ cluster, at the heads; the server always waits for every live head (heads answer
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import networkx as nx
@@ -22,7 +21,7 @@ from red import topology
 from red.algorithms.base import Algorithm, Update
 from red.errors import FederationFailed, SpecError
 from red.runtime.node import VirtualNode
-from red.schemas.star import SERVER, StarClient, StarFederatedLearning, StarServer
+from red.schemas.star import SERVER, StarClient, StarFederatedLearning, StarServer, collect_updates
 from red.schemas.task_node import TaskNode, sample_clients
 from red.spec.model import Federation
 
@@ -79,27 +78,7 @@ class ClusterHead(TaskNode):
     def _collect(
         self, r: int, pending: set[str], alive: set[str], deadline: float | None, versions: dict[str, int]
     ) -> list[Update]:
-        updates: dict[str, Update] = {}
-        t_end = None if deadline is None else time.monotonic() + deadline
-        while pending:
-            wait = 0.5 if t_end is None else max(0.0, min(0.5, t_end - time.monotonic()))
-            msg = self.receive(timeout=wait)
-            if msg is None:
-                if t_end is not None and time.monotonic() >= t_end:
-                    break  # stragglers are left out of this cluster's round
-                continue
-            if msg.header == "update" and msg.body["round"] == r and msg.sender in pending:
-                b = msg.body
-                sender = str(msg.sender)
-                updates[sender] = Update(sender, b["params"], b["numSamples"], b["baseVersion"],
-                                         b.get("metrics", {}))
-                pending.discard(sender)
-                versions[sender] = int(b["version"])
-            elif msg.header == "node_lost":
-                pending.discard(msg.body["node"])
-                if msg.body.get("dead"):
-                    alive.discard(msg.body["node"])
-        return [updates[k] for k in sorted(updates)]
+        return collect_updates(self, r, pending, alive, deadline, versions)
 
 
 class ClusterFederatedLearning(StarFederatedLearning):

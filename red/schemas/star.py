@@ -21,6 +21,38 @@ from red.tasks.base import Task
 SERVER = "server"
 
 
+def collect_updates(
+    node: TaskNode, r: int, pending: set[str], alive: set[str], deadline: float | None, versions: dict[str, int]
+) -> list[Update]:
+    """Receive round ``r``'s updates from ``pending`` until all answered, were lost, or the deadline.
+
+    Shared by the star server and cluster heads. Records each sender's version in ``versions`` (and a
+    cluster head's members' versions); a ``node_lost`` control message drops a node from the round,
+    and from ``alive`` when it is dead for good. Sorted by sender, so aggregation is deterministic.
+    """
+    updates: dict[str, Update] = {}
+    t_end = None if deadline is None else time.monotonic() + deadline
+    while pending:
+        wait = 0.5 if t_end is None else max(0.0, min(0.5, t_end - time.monotonic()))
+        msg = node.receive(timeout=wait)
+        if msg is None:
+            if t_end is not None and time.monotonic() >= t_end:
+                break  # stragglers are left out of this round
+            continue
+        if msg.header == "update" and msg.body["round"] == r and msg.sender in pending:
+            b = msg.body
+            sender = str(msg.sender)
+            updates[sender] = Update(sender, b["params"], b["numSamples"], b["baseVersion"], b.get("metrics", {}))
+            pending.discard(sender)
+            versions[sender] = int(b["version"])
+            versions.update(b.get("memberVersions", {}))
+        elif msg.header == "node_lost":
+            pending.discard(msg.body["node"])
+            if msg.body.get("dead"):
+                alive.discard(msg.body["node"])
+    return [updates[k] for k in sorted(updates)]
+
+
 class StarServer(TaskNode):
     """Broadcasts the global model, collects updates, aggregates, evaluates, records a version."""
 
@@ -81,29 +113,8 @@ class StarServer(TaskNode):
         for r in range(start + 1, rounds + 1):
             sampled = sample_clients(sorted(self.alive), fraction, seed, r)
             self._broadcast(sampled, r)
-            pending = set(sampled)
-            updates: dict[str, Update] = {}
-            t_end = None if deadline is None else time.monotonic() + deadline
-            while pending:
-                wait = 0.5 if t_end is None else max(0.0, min(0.5, t_end - time.monotonic()))
-                msg = self.receive(timeout=wait)
-                if msg is None:
-                    if t_end is not None and time.monotonic() >= t_end:
-                        break  # stragglers are left out of this round
-                    continue
-                if msg.header == "update" and msg.body["round"] == r and msg.sender in pending:
-                    assert msg.sender is not None
-                    b = msg.body
-                    updates[msg.sender] = Update(msg.sender, b["params"], b["numSamples"], b["baseVersion"],
-                                                 b.get("metrics", {}))
-                    pending.discard(msg.sender)
-                    self.client_versions[msg.sender] = b["version"]
-                    self.client_versions.update(b.get("memberVersions", {}))  # a cluster head's members
-                elif msg.header == "node_lost":
-                    pending.discard(msg.body["node"])
-                    if msg.body.get("dead"):
-                        self.alive.discard(msg.body["node"])
-            self._finish_round(r, [updates[k] for k in sorted(updates)])
+            updates = collect_updates(self, r, set(sampled), self.alive, deadline, self.client_versions)
+            self._finish_round(r, updates)
 
     def _train_async(self, rounds: int, start: int, fraction: float, seed: int) -> None:
         # FedBuff: clients never wait for each other. Each update is answered at once with the current

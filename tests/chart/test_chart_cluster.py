@@ -5,8 +5,7 @@ process, run from this checkout with that ServiceAccount's token, reconciles a F
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +15,13 @@ from red_operator.rbac import RULES
 
 from tests.chart.tools import CHART, helm, norm, render
 from tests.fixtures.cluster import KubeCluster, kubectl_json
-from tests.helpers import fed_dict
+from tests.helpers import fed_dict, wait_until
 from tests.operator.operator_proc import start_operator
 from tests.operator.ray_head import free_port
 
 pytestmark = pytest.mark.cluster
 
 
-def wait_until(
-    what: str, check: Callable[[], Any], timeout_s: float = 120, log: Callable[[], str] | None = None
-) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    extra = f"\n--- operator log ---\n{log()[-6000:]}" if log else ""
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last seen: {last!r}{extra}")
 
 
 def release_name(namespace: str) -> str:

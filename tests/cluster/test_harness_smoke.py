@@ -8,14 +8,14 @@ nothing listening.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.fixtures.cluster import KubeCluster, cluster_up, kubectl_json, listening_ports
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -23,16 +23,6 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 POLL_S = 0.25
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 60) -> Any:
-    """Poll `check` until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(POLL_S)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last seen: {last!r}")
 
 
 def pod_manifest(name: str, gpus: int) -> dict[str, Any]:

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.fixtures.cluster import KubeCluster, kubectl_json
+from tests.helpers import wait_until as wait_until  # re-exported for the e2e tests
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout_s: float = 120, poll_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last seen: {last!r}")
 
 
 def federation(name: str, **spec: Any) -> dict[str, Any]:
