@@ -30,6 +30,10 @@ class Schema(FederatedBase):
         self.rounds = rounds if rounds is not None else spec.rounds
         self.algorithm_cls = algorithms.get(spec.algorithm.name)
         self.task_cls = tasks.get(spec.task.name)
+        # Check the free-form params here, in the driver, so a typo fails in a second with the field
+        # named instead of inside every node actor's constructor.
+        self.algorithm_cls(**spec.algorithm.params)
+        self.task_cls(spec.task.params, num_clients=spec.clients, seed=spec.seed)
         self.checkpointer = checkpointer
         self.start_round = 0
         self.resume_state: dict[str, Any] | None = None

@@ -76,3 +76,16 @@ def test_example_reaches_accuracy_and_versions(tmp_path: Path) -> None:
     # Every client took part in every round (sampleFraction 1, no failures): version == 20.
     assert all(done["versions"][n["id"]] == 20 for n in clients)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
+
+
+def test_bad_task_and_algorithm_params_fail_before_any_actor(tmp_path: Path) -> None:
+    for spec, expect in (
+        ({"task": {"name": "digits", "params": {"partition": "weird"}}}, "spec.task.params.partition"),
+        ({"algorithm": {"name": "fedprox", "params": {"mu": "lots"}}}, "spec.algorithm.params.mu"),
+    ):
+        path = write_yaml(tmp_path / "p.yaml", fed_dict(**spec))
+        res = red("run", str(path), "--json", timeout=120)
+        assert res.returncode == 2, res.stderr
+        assert expect in res.stderr and "Traceback" not in res.stderr
+        last = json.loads(res.stdout.strip().splitlines()[-1])
+        assert last["event"] == "failed" and last["reason"] == "SpecError"

@@ -269,3 +269,60 @@ def test_suspend_stops_and_resume_restarts(
     )
     assert len(jobs_of(ray_head, submission_prefix(fed))) == 2
     time.sleep(0)
+
+
+def test_ttl_removes_the_cluster_after_success(
+    kube_cluster: KubeCluster, kube_namespace: str, red_operator: OperatorControl, ray_head: RayHead
+) -> None:
+    ns, name = kube_namespace, "short-lived"
+    apply(kube_cluster, ns, federation(name, rounds=2, clients=2, ttlSecondsAfterFinished=0))
+    wait_until("Succeeded", lambda: status(kube_cluster, ns, name).get("phase") == "Succeeded", timeout_s=400)
+    wait_until(
+        "the RayCluster to be removed after the TTL",
+        lambda: kube_cluster.kubectl("get", "raycluster", f"{name}-ray", "-n", ns, check=False).returncode != 0,
+        timeout_s=90,
+    )
+    st = status(kube_cluster, ns, name)  # the Federation and its status stay: only the cluster goes
+    assert st["phase"] == "Succeeded" and st.get("completionTime")
+    assert condition(st, "Succeeded")["status"] == "True"
+
+
+def test_engine_failure_retries_up_to_backoff_limit_then_fails_with_reason(
+    kube_cluster: KubeCluster, kube_namespace: str, red_operator: OperatorControl, ray_head: RayHead
+) -> None:
+    ns, name = kube_namespace, "bad-params"
+    # Valid for the API server (task params are free-form), refused by the engine: a real job failure.
+    bad = federation(name, backoffLimit=1, task={"name": "digits", "params": {"partition": "weird"}})
+    apply(kube_cluster, ns, bad)
+    wait_until("Failed", lambda: status(kube_cluster, ns, name).get("phase") == "Failed", timeout_s=400)
+    st = status(kube_cluster, ns, name)
+    assert st["job"]["attempts"] == 2, st["job"]  # the first try and one retry (backoffLimit 1)
+    failed = condition(st, "Failed")
+    assert failed["status"] == "True" and failed["reason"] == "SpecError", failed
+    assert "spec.task.params.partition" in failed["message"]
+    assert condition(st, "Stalled")["status"] == "True"  # kstatus sees the terminal failure
+    fed = get_fed(kube_cluster, ns, name)
+    assert len(jobs_of(ray_head, submission_prefix(fed))) == 2
+
+
+def test_engine_silence_sets_stalled(
+    kube_cluster: KubeCluster, kube_namespace: str, red_operator: OperatorControl, ray_head: RayHead
+) -> None:
+    ns, name = kube_namespace, "slowpoke"
+    # client_0 sleeps 45 s per local epoch: the engine has nothing to report for longer than the
+    # 10 s stall deadline, so the operator must say Stalled (and clear it once rounds flow again).
+    slow = federation(
+        name, rounds=1, clients=2, stallTimeoutSeconds=10,
+        task={"name": "digits", "params": {"epochs": 1, "lr": 0.2, "slowdown": {"client_0": 45}}},
+    )
+    apply(kube_cluster, ns, slow)
+
+    def stalled() -> dict[str, Any] | None:
+        c = condition(status(kube_cluster, ns, name), "Stalled")
+        return c if c and c["status"] == "True" else None
+
+    c = wait_until("Stalled=True", stalled, timeout_s=300)
+    assert c["reason"] == "NoProgress" and "stallTimeoutSeconds 10" in c["message"]
+    assert status(kube_cluster, ns, name)["phase"] == "Running"
+    wait_until("Succeeded", lambda: status(kube_cluster, ns, name).get("phase") == "Succeeded", timeout_s=300)
+    assert condition(status(kube_cluster, ns, name), "Stalled")["status"] == "False"
