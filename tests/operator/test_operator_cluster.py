@@ -326,3 +326,29 @@ def test_engine_silence_sets_stalled(
     assert status(kube_cluster, ns, name)["phase"] == "Running"
     wait_until("Succeeded", lambda: status(kube_cluster, ns, name).get("phase") == "Succeeded", timeout_s=300)
     assert condition(status(kube_cluster, ns, name), "Stalled")["status"] == "False"
+
+
+def test_existing_cluster_is_used_and_never_deleted(
+    kube_cluster: KubeCluster, kube_namespace: str, red_operator: OperatorControl, ray_head: RayHead
+) -> None:
+    from tests.cluster.test_harness_smoke import raycluster_manifest
+
+    ns, name = kube_namespace, "borrower"
+    shared = raycluster_manifest("shared", workers=1)
+    shared["spec"]["authOptions"] = {"mode": "token", "secretName": "shared-token"}
+    secret = {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shared-token"},
+        "stringData": {"auth_token": ray_head.token},
+    }
+    apply(kube_cluster, ns, secret)
+    apply(kube_cluster, ns, shared)
+    apply(kube_cluster, ns, federation(name, rounds=2, clients=2, cluster={"existingCluster": "shared"}))
+    wait_until("Succeeded", lambda: status(kube_cluster, ns, name).get("phase") == "Succeeded", timeout_s=400)
+    st = status(kube_cluster, ns, name)
+    assert st["rayCluster"]["name"] == "shared" and st["rayCluster"]["existing"] is True
+    # No cluster of its own was made, and deleting the Federation leaves the borrowed one alone.
+    assert kube_cluster.kubectl("get", "raycluster", f"{name}-ray", "-n", ns, check=False).returncode != 0
+    kube_cluster.kubectl("delete", "federation", name, "-n", ns, "--wait=true", "--timeout=120s")
+    time.sleep(3)
+    assert kube_cluster.kubectl("get", "raycluster", "shared", "-n", ns, check=False).returncode == 0
+    assert kube_cluster.kubectl("get", "secret", "shared-token", "-n", ns, check=False).returncode == 0
