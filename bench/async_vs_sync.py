@@ -15,30 +15,22 @@ import logging
 import time
 from typing import Any
 
+import common  # bench/common.py: the scripts run as `python bench/NAME.py`
+
 
 def run(name: str, algorithm: dict[str, Any], clients: int, fast: float, rounds: int,
         target: float) -> dict[str, Any]:
     from red.runner import run_federation
     from red.sinks import CallbackSink
-    from red.spec import federation_from_dict
 
     slow = {f"client_{i}": 5 * fast for i in range(clients // 3)}
     padding = {f"client_{i}": fast for i in range(clients // 3, clients)}
-    fed = federation_from_dict({
-        "apiVersion": "red.dev/v1alpha1",
-        "kind": "Federation",
-        "metadata": {"name": name},
-        "spec": {
-            "schema": "star",
-            "rounds": rounds,
-            "clients": clients,
-            "algorithm": algorithm,
-            "task": {"name": "digits", "params": {"partition": "iid", "epochs": 1, "lr": 0.2,
-                                                  "slowdown": {**padding, **slow}}},
-            "resources": {"perNode": {"cpu": 0.1}, "broker": {"cpu": 0.1}},
-            "faultTolerance": {"heartbeatSeconds": 30},
-        },
-    })
+    fed = common.star(
+        name, rounds=rounds, clients=clients, algorithm=algorithm,
+        task={"name": "digits", "params": {"partition": "iid", "epochs": 1, "lr": 0.2,
+                                            "slowdown": {**padding, **slow}}},
+        resources={"perNode": {"cpu": 0.1}, "broker": {"cpu": 0.1}},
+    )
     out: dict[str, Any] = {"name": name, "reached": None, "rounds": 0, "accuracy": 0.0}
     t_start: list[float] = []
 

@@ -24,6 +24,8 @@ import sys
 import time
 from typing import Any
 
+import common  # bench/common.py: the scripts run as `python bench/NAME.py`
+
 import red.tasks
 from red.tasks.base import Task, TrainResult
 
@@ -87,23 +89,13 @@ def run(name: str, clients: int, gpu: float, shards: int, args: argparse.Namespa
     """Aggregate training samples per second over rounds 2.. of one federation."""
     from red.runner import run_federation
     from red.sinks import CallbackSink
-    from red.spec import federation_from_dict
 
-    fed = federation_from_dict({
-        "apiVersion": "red.dev/v1alpha1",
-        "kind": "Federation",
-        "metadata": {"name": name},
-        "spec": {
-            "schema": "star",
-            "rounds": args.rounds,
-            "clients": clients,
-            "task": {"name": "gpu-synthetic",
-                     "params": {"model": args.model, "epochs": args.epochs, "shards": shards}},
-            "resources": {"perNode": {"cpu": 0.5, "gpu": gpu}, "broker": {"cpu": 0.1},
-                          "maxActors": clients + 1},
-            "faultTolerance": {"heartbeatSeconds": 30, "roundTimeoutSeconds": 900},
-        },
-    })
+    fed = common.star(
+        name, rounds=args.rounds, clients=clients,
+        task={"name": "gpu-synthetic", "params": {"model": args.model, "epochs": args.epochs, "shards": shards}},
+        resources={"perNode": {"cpu": 0.5, "gpu": gpu}, "broker": {"cpu": 0.1}, "maxActors": clients + 1},
+        fault_tolerance={"roundTimeoutSeconds": 900},
+    )
     stamps: list[float] = []
     run_federation(fed, [CallbackSink(lambda r: stamps.append(time.perf_counter())
                                       if r["event"] in ("round",) else None)])

@@ -24,6 +24,8 @@ import threading
 import time
 from typing import Any
 
+import common  # bench/common.py: the scripts run as `python bench/NAME.py`
+
 
 def _tree_rss() -> tuple[int, int]:
     """(driver RSS, RSS of every descendant process) in bytes, read from /proc (Linux)."""
@@ -58,7 +60,6 @@ def one(clients: int, rounds: int, fraction: float) -> dict[str, Any]:
 
     from red.runner import run_federation
     from red.sinks import CallbackSink
-    from red.spec import federation_from_dict
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     peak = {"total": 0, "driver": 0, "ray": 0}
@@ -74,20 +75,12 @@ def one(clients: int, rounds: int, fraction: float) -> dict[str, Any]:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    fed = federation_from_dict({
-        "apiVersion": "red.dev/v1alpha1",
-        "kind": "Federation",
-        "metadata": {"name": f"scale-{clients}"},
-        "spec": {
-            "schema": "star",
-            "rounds": rounds,
-            "clients": clients,
-            "sampleFraction": fraction,
-            "task": {"name": "digits", "params": {"partition": "iid", "epochs": 1}},
-            "resources": {"perNode": {"cpu": 0.1}, "broker": {"cpu": 0.1}},
-            "faultTolerance": {"heartbeatSeconds": 30, "roundTimeoutSeconds": 600},
-        },
-    })
+    fed = common.star(
+        f"scale-{clients}", rounds=rounds, clients=clients, sampleFraction=fraction,
+        task={"name": "digits", "params": {"partition": "iid", "epochs": 1}},
+        resources={"perNode": {"cpu": 0.1}, "broker": {"cpu": 0.1}},
+        fault_tolerance={"roundTimeoutSeconds": 600},
+    )
     stamps: list[float] = []
     acc: list[float] = []
     hosts: list[int] = []

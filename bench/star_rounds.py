@@ -16,6 +16,8 @@ import statistics
 import time
 from typing import Any
 
+import common  # bench/common.py: the scripts run as `python bench/NAME.py`
+
 FLOWER_SECONDS_PER_ROUND = 0.53  # FACTS.md: Flower 1.42 simulation, same workload, same machine class
 FACTS_BASELINE_SECONDS = 0.05  # FACTS.md: the same clients one after another in one process, same day
 
@@ -23,22 +25,11 @@ FACTS_BASELINE_SECONDS = 0.05  # FACTS.md: the same clients one after another in
 def red_federation(clients: int, rounds: int, max_actors: int | None = None) -> tuple[list[float], float, float]:
     from red.runner import run_federation
     from red.sinks import CallbackSink
-    from red.spec import federation_from_dict
 
-    fed = federation_from_dict(
-        {
-            "apiVersion": "red.dev/v1alpha1",
-            "kind": "Federation",
-            "metadata": {"name": "bench-star"},
-            "spec": {
-                "schema": "star",
-                "rounds": rounds,
-                "clients": clients,
-                "task": {"name": "digits", "params": {"partition": "iid", "epochs": 1, "batchSize": 16}},
-                "resources": {"perNode": {"cpu": 0.05}, "broker": {"cpu": 0.05}, "maxActors": max_actors},
-                "faultTolerance": {"heartbeatSeconds": 30},
-            },
-        }
+    fed = common.star(
+        "bench-star", rounds=rounds, clients=clients,
+        task={"name": "digits", "params": {"partition": "iid", "epochs": 1, "batchSize": 16}},
+        resources={"perNode": {"cpu": 0.05}, "broker": {"cpu": 0.05}, "maxActors": max_actors},
     )
     stamps: list[float] = []
     t0 = time.perf_counter()

@@ -14,7 +14,7 @@ from typing import Any
 
 import networkx as nx
 
-from red.errors import FederationFailed, PlacementError, TopologyError
+from red.errors import FederationFailed, TopologyError
 from red.report import NodeState, Report
 from red.runtime import placement
 from red.runtime.messages import Message, VersionEntry
@@ -210,23 +210,12 @@ class FederatedBase:
             ray.wait(list(self._runs.values()), num_returns=len(self._runs), timeout=2.0)
         for vn in actors.values():
             if vn.built:
-                try:
-                    ray.kill(vn.handle, no_restart=True)
-                except Exception:
-                    pass
+                _kill(vn.handle)
                 vn.handle = None
-        if self.store is not None:
-            try:
-                ray.kill(self.store, no_restart=True)
-            except Exception:
-                pass
-            self.store = None
-        if self.tm is not None:
-            try:
-                ray.kill(self.tm, no_restart=True)
-            except Exception:
-                pass
-            self.tm = None
+        _kill(self.store)
+        self.store = None
+        _kill(self.tm)
+        self.tm = None
         placement.remove(self.pg)
         self.pg = None
 
@@ -381,15 +370,6 @@ class FederatedBase:
         )
 
 
-def check_placeable(bundles: list[dict[str, float]], name: str) -> None:
-    """Fail fast (before any actor starts) when the Ray cluster cannot hold the federation."""
-    import ray
-
-    short = placement.shortfall(bundles, ray.cluster_resources())
-    if short:
-        raise PlacementError(placement.describe_shortfall(short, f"federation {name!r}"))
-
-
 def _ping_through_restart(handle: Any, timeout: float) -> dict[str, Any] | None:
     """Ping a node that just failed. While Ray restarts it, calls fail with ActorUnavailableError:
     retry until it answers (restarted) or Ray says it is dead for good (None)."""
@@ -406,3 +386,15 @@ def _ping_through_restart(handle: Any, timeout: float) -> dict[str, Any] | None:
         except ray.exceptions.GetTimeoutError:
             return None
     return None
+
+
+def _kill(handle: Any) -> None:
+    """Kill an actor for good; one already gone (or never made) is fine."""
+    import ray
+
+    if handle is None:
+        return
+    try:
+        ray.kill(handle, no_restart=True)
+    except Exception:
+        pass

@@ -159,10 +159,6 @@ class FederatedNode:
         """Called by the TopologyManager (another thread of this actor)."""
         self._queue.put(msg)
 
-    def deliver_many(self, msgs: list[Message]) -> None:
-        for m in msgs:
-            self._queue.put(m)
-
     # --- versions ---------------------------------------------------------------------------
     def update_version(self, **model: Any) -> int:
         """Record a new model version in the buffer and return the version number."""

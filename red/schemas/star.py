@@ -227,6 +227,9 @@ class StarFederatedLearning(Schema):
 
     def __init__(self, fed: Federation, **kwargs: Any) -> None:
         super().__init__(fed, **kwargs)
+        # The newest round the server recorded (its params, versions, algorithm state): what restarted
+        # nodes are restored with and what checkpoints hold. None until the first round.
+        self._latest: dict[str, Any] | None = None
         ids = self.client_ids()
         self.maybe_pool(ids, StarClientProgram, {"asynchronous": bool(self.algorithm_cls.asynchronous)},
                         {c: {"index": i} for i, c in enumerate(ids)})
@@ -241,7 +244,7 @@ class StarFederatedLearning(Schema):
         if node_id == SERVER:
             return {
                 "rounds": self.rounds,
-                "start_round": self._server_round(),
+                "start_round": int(self._known().get("round", self.start_round)),
                 "algorithm_cls": self.algorithm_cls,
                 "algorithm_params": self.spec.algorithm.params,
                 "sample_fraction": self.spec.sample_fraction,
@@ -250,8 +253,9 @@ class StarFederatedLearning(Schema):
             }
         return {"asynchronous": bool(self.algorithm_cls.asynchronous)}
 
-    def _server_round(self) -> int:
-        return max(self.start_round, getattr(self, "_last_round", 0))
+    def _known(self) -> dict[str, Any]:
+        """The latest recorded round, else the checkpoint resumed from, else nothing."""
+        return self._latest or self.resume_state or {}
 
     def start(self, kwargs_for: Any) -> None:
         if self.resume_state is not None and self.hosts:
@@ -268,10 +272,7 @@ class StarFederatedLearning(Schema):
         super().start(kwargs_for)
 
     def _server_state(self) -> dict[str, Any]:
-        s = self.resume_state or {}
-        latest = getattr(self, "_latest", None)
-        if latest is not None:
-            s = latest
+        s = self._known()
         return {
             "version": s.get("round", 0),
             "params": s.get("params"),
@@ -285,8 +286,7 @@ class StarFederatedLearning(Schema):
 
         entries: list[VersionEntry] = ray.get(self.nodes[SERVER].handle.get_versions.remote(after, timeout))
         for e in entries:
-            self._last_round = int(e.meta["round"])
-            self._latest = {"round": self._last_round, "params": e.model["params"], **{
+            self._latest = {"round": int(e.meta["round"]), "params": e.model["params"], **{
                 k: e.meta[k] for k in ("clientVersions", "participation", "algorithmState")}}
         return entries
 
@@ -296,7 +296,7 @@ class StarFederatedLearning(Schema):
     def restore_state(self, node_id: str) -> dict[str, Any]:
         if node_id == SERVER:
             return self._server_state()
-        latest = getattr(self, "_latest", None) or self.resume_state or {}
+        latest = self._known()
         known = max(self.state[node_id].version, int(latest.get("clientVersions", {}).get(node_id, 0)))
         return {"version": known, "params": latest.get("params")}
 
@@ -314,4 +314,4 @@ class StarFederatedLearning(Schema):
             self.send("node_lost", {"node": node_id, "dead": dead}, to=SERVER)
 
     def checkpoint_state(self, entry: VersionEntry) -> dict[str, Any]:
-        return dict(getattr(self, "_latest", {}))
+        return dict(self._latest or {})

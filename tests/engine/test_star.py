@@ -77,13 +77,14 @@ def test_killed_client_restarts_and_rejoins(ray_clean: Any) -> None:
     # It rejoined: the version it restarted with plus the rounds it took part in after the restart.
     participated = [r["metrics"]["participants"] for r in reports if r["event"] == "round"]
     assert min(participated) >= 3 and participated[-1] == 4.0
-    assert c1["version"] >= 5
-    assert _versions_consistent(done)
+    # Only client_1 was killed, so rounds with 3 participants are the ones left without it. Its version
+    # (restored, then advanced) counts the rounds it trained in: those, plus at most one whose update
+    # the server had already written off when the restart notice arrived.
+    missed = sum(1 for p in participated if p == 3.0)
+    assert missed >= 1
+    assert 7 - missed <= done["versions"]["client_1"] <= 8 - missed
+    assert all(done["versions"][f"client_{i}"] == 7 for i in (0, 2, 3))
     assert done["metrics"]["accuracy"] > 0.8
-
-
-def _versions_consistent(done: dict[str, Any]) -> bool:
-    return all(n["version"] <= done["round"] for n in done["nodes"])
 
 
 def test_too_few_clients_fails_with_reason(ray_clean: Any) -> None:
