@@ -15,6 +15,10 @@ from red.errors import (
 from red.registry import algorithms, schemas, tasks
 from red.spec import Federation, FederationSpec, load_federation
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from red.runner import run_federation
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -29,6 +33,17 @@ __all__ = [
     "TopologyError",
     "algorithms",
     "load_federation",
+    "run_federation",
     "schemas",
     "tasks",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # `run_federation` is the main verb, but importing it eagerly would cost every `import red` the
+    # runtime's imports; it loads on first use instead.
+    if name == "run_federation":
+        from red.runner import run_federation
+
+        return run_federation
+    raise AttributeError(f"module 'red' has no attribute {name!r}")

@@ -25,7 +25,7 @@ from typing import Any
 
 from red.errors import TopologyError
 from red.runtime.messages import INLINE_LIMIT_BYTES, Message, payload_bytes
-from red.schemas.task_node import TaskNode
+from red.runtime.task_node import TaskNode
 
 STATE_STORE = "__state_store__"
 # What one torch node actor costs (measured: about 270 MB RSS); used only for the engine's default.

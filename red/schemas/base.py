@@ -81,7 +81,7 @@ class Schema(FederatedBase):
         return [f"client_{i}" for i in range(self.spec.clients)]
 
     def node(self, node_id: str, role: str, index: int = -1, template: type | None = None) -> VirtualNode:
-        from red.schemas.task_node import TaskNode
+        from red.runtime.task_node import TaskNode
 
         res = self.spec.resources
         return VirtualNode(

@@ -21,8 +21,8 @@ from red import topology
 from red.algorithms.base import Algorithm, Update
 from red.errors import FederationFailed, SpecError
 from red.runtime.node import VirtualNode
+from red.runtime.task_node import TaskNode, sample_clients
 from red.schemas.star import SERVER, StarClient, StarFederatedLearning, StarServer, collect_updates
-from red.schemas.task_node import TaskNode, sample_clients
 from red.spec.model import Federation
 
 

@@ -21,8 +21,8 @@ from red import topology
 from red.aggregation import Params, consensus_distance
 from red.runtime.messages import VersionEntry
 from red.runtime.node import VirtualNode
+from red.runtime.task_node import TaskNode
 from red.schemas.base import Schema
-from red.schemas.task_node import TaskNode
 
 FEDERATION_ENTRY = "__federation__"
 

@@ -13,8 +13,8 @@ from red.algorithms.base import Algorithm, Update
 from red.runtime.messages import Message, VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.pool import HostedNode, HostedProgram
+from red.runtime.task_node import TaskNode, sample_clients
 from red.schemas.base import Schema
-from red.schemas.task_node import TaskNode, sample_clients
 from red.spec.model import Federation
 from red.tasks.base import Task
 
