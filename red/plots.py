@@ -39,9 +39,9 @@ def draw_topology(fed: Federation, path: str) -> None:
     """The federation's graph, coloured by role, as the schema would build it (no Ray needed)."""
     import networkx as nx
 
-    from red.layouts import graph_for
+    from red.registry import schemas
 
-    g, roles = graph_for(fed)
+    g, roles = schemas.get(fed.spec.schema_).graph_of(fed)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 7))
     colours = {"eval": "#d62728", "aggregate": "#ff7f0e", "train": "#1f77b4", "train+eval": "#2ca02c"}

@@ -16,6 +16,10 @@ from red.runtime.node import VirtualNode
 from red.spec.model import Federation
 
 
+def client_ids(clients: int) -> list[str]:
+    return [f"client_{i}" for i in range(clients)]
+
+
 class Schema(FederatedBase):
     """Base of the built-in schemas. Subclasses define the nodes and graph (``layout``) and what
     progress looks like (``poll_progress``); the loop, supervision and reports are shared."""
@@ -54,6 +58,12 @@ class Schema(FederatedBase):
         )
 
     # --- to implement ------------------------------------------------------------------------
+    @classmethod
+    def graph_of(cls, fed: Federation) -> tuple[nx.Graph, dict[str, str]]:
+        """(graph, node id → role) this schema builds for ``fed``. Pure: no Ray, no actors. The run and
+        `red topology` both use it, so what is drawn is what runs."""
+        raise NotImplementedError
+
     def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
         raise NotImplementedError
 
@@ -78,7 +88,7 @@ class Schema(FederatedBase):
 
     # --- shared helpers ----------------------------------------------------------------------
     def client_ids(self) -> list[str]:
-        return [f"client_{i}" for i in range(self.spec.clients)]
+        return client_ids(self.spec.clients)
 
     def node(self, node_id: str, role: str, index: int = -1, template: type | None = None) -> VirtualNode:
         from red.runtime.task_node import TaskNode

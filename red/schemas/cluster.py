@@ -7,7 +7,7 @@ FedAvg this is exactly the global sample-weighted mean, but only heads talk to t
 fan-in is the number of clusters, not of clients (the point of hierarchy across sites or racks).
 
 Groups come from ``spec.topology.clusterSize`` (clients per head; default about sqrt(clients)); heads
-are named ``head_<g>`` (as `red.layouts` draws them). Client sampling and the round deadline apply per
+are named ``head_<g>`` (see ``graph_of``). Client sampling and the round deadline apply per
 cluster, at the heads; the server always waits for every live head (heads answer by their deadline).
 """
 
@@ -22,6 +22,7 @@ from red.algorithms.base import Algorithm, Update
 from red.errors import FederationFailed, SpecError
 from red.runtime.node import VirtualNode
 from red.runtime.task_node import TaskNode, sample_clients
+from red.schemas.base import client_ids
 from red.schemas.star import SERVER, StarClient, StarFederatedLearning, StarServer, collect_updates
 from red.spec.model import Federation
 
@@ -90,10 +91,21 @@ class ClusterFederatedLearning(StarFederatedLearning):
                             "trimmed-mean (fedbuff needs schema 'star')")
         super().__init__(fed, **kwargs)
 
-    def groups(self) -> dict[str, list[str]]:
-        ids = self.client_ids()
-        size = self.spec.topology.cluster_size or max(1, round(len(ids) ** 0.5))
+    @staticmethod
+    def groups_of(fed: Federation) -> dict[str, list[str]]:
+        ids = client_ids(fed.spec.clients)
+        size = fed.spec.topology.cluster_size or max(1, round(len(ids) ** 0.5))
         return {head_id(g): members for g, members in enumerate(topology.group_evenly(ids, size))}
+
+    def groups(self) -> dict[str, list[str]]:
+        return self.groups_of(self.fed)
+
+    @classmethod
+    def graph_of(cls, fed: Federation) -> tuple[nx.Graph, dict[str, str]]:
+        groups = cls.groups_of(fed)
+        clients = {c: "train" for c in client_ids(fed.spec.clients)}
+        roles = {SERVER: "eval", **{h: "aggregate" for h in groups}, **clients}
+        return topology.hierarchy(SERVER, groups), roles
 
     def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
         groups = self.groups()
@@ -102,7 +114,7 @@ class ClusterFederatedLearning(StarFederatedLearning):
         nodes += [self.node(h, "aggregate", template=ClusterHead) for h in groups]
         index = {c: i for i, c in enumerate(self.client_ids())}
         nodes += [self.node(c, "train", index=index[c], template=StarClient) for c in self.client_ids()]
-        return nodes, topology.hierarchy(SERVER, groups)
+        return nodes, self.graph_of(self.fed)[0]
 
     def run_kwargs(self, node_id: str) -> dict[str, Any]:
         if node_id == SERVER:

@@ -14,7 +14,7 @@ from red.runtime.messages import Message, VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.pool import HostedNode, HostedProgram
 from red.runtime.task_node import TaskNode, sample_clients
-from red.schemas.base import Schema
+from red.schemas.base import Schema, client_ids
 from red.spec.model import Federation
 from red.tasks.base import Task
 
@@ -234,11 +234,16 @@ class StarFederatedLearning(Schema):
         self.maybe_pool(ids, StarClientProgram, {"asynchronous": bool(self.algorithm_cls.asynchronous)},
                         {c: {"index": i} for i, c in enumerate(ids)})
 
+    @classmethod
+    def graph_of(cls, fed: Federation) -> tuple[nx.Graph, dict[str, str]]:
+        ids = client_ids(fed.spec.clients)
+        return topology.star(SERVER, ids), {SERVER: "eval", **{i: "train" for i in ids}}
+
     def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
         ids = self.client_ids()
         nodes = [self.node(SERVER, "eval", template=StarServer)]
         nodes += [self.node(cid, "train", index=i, template=StarClient) for i, cid in enumerate(ids)]
-        return nodes, topology.star(SERVER, ids)
+        return nodes, self.graph_of(self.fed)[0]
 
     def run_kwargs(self, node_id: str) -> dict[str, Any]:
         if node_id == SERVER:
