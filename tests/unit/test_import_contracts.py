@@ -99,3 +99,23 @@ def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
     (pkg / "x.py").write_text("def f():\n    from ..schemas import star\n    import kopf\n")
     found = _imports("red.runtime.x", pkg / "x.py")
     assert "red.schemas.star" in found and "kopf" in found
+
+
+def test_engine_job_needs_only_the_kubernetes_client() -> None:
+    # The engine image installs red[engine,kube]: importing the job's entry module (and its report
+    # writer's client) must work with kopf and prometheus_client absent.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('kopf', 'prometheus_client'):\n"
+        "            raise ImportError(f'{name} is not installed in the engine image')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import red_operator.engine_job as job, kubernetes.client\n"
+        "assert callable(job.main) and callable(job._core_api)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
