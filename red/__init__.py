@@ -3,6 +3,7 @@
 The engine's public face. Importing ``red`` is cheap (no Ray, no torch); runtime classes load lazily.
 """
 
+from red._version import __version__
 from red.errors import (
     CheckpointError,
     FederationFailed,
@@ -15,8 +16,6 @@ from red.errors import (
 from red.registry import algorithms, schemas, tasks
 from red.spec import Federation, FederationSpec, load_federation
 
-__version__ = "0.1.0"
-
 __all__ = [
     "CheckpointError",
     "Federation",
@@ -27,6 +26,7 @@ __all__ = [
     "RegistryError",
     "SpecError",
     "TopologyError",
+    "__version__",
     "algorithms",
     "load_federation",
     "schemas",

@@ -15,11 +15,13 @@ import os
 import sys
 from typing import Any
 
+from red._version import __version__
 from red.errors import FederationFailed, RedError, SpecError
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="red", description="Federated learning on Ray.")
+    p.add_argument("--version", action="version", version=f"red {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a federation on a local Ray (or the cluster at --address)")

@@ -14,12 +14,14 @@ import os
 import sys
 from pathlib import Path
 
+from red._version import __version__
 from red_operator import metrics
 from red_operator.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="red-operator", description="Reconcile red.dev Federations into KubeRay clusters.")
+    p.add_argument("--version", action="version", version=f"red-operator {__version__}")
     p.add_argument("--kubeconfig", help="out-of-cluster: this kubeconfig (default: in-cluster, then $KUBECONFIG)")
     p.add_argument("--namespace", "-n", action="append", default=[], help="watch only these namespaces")
     p.add_argument("--dashboard-url-template", help="e.g. http://{service}.{namespace}.svc:8265")

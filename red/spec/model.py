@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from red._version import __version__
+
 API_VERSION = "red.dev/v1alpha1"
 KIND = "Federation"
 GROUP = "red.dev"
@@ -21,6 +23,8 @@ PLURAL = "federations"
 BUILTIN_SCHEMAS = ("star", "ring", "mesh", "k-regular", "custom", "cluster")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# The engine image of this release: its tag is the package version (red/_version.py).
+ENGINE_IMAGE = f"ghcr.io/red-dev/red-engine:{__version__}"
 
 
 class Model(BaseModel):
@@ -133,7 +137,7 @@ class ClusterSpec(Model):
     """Read only by the operator: the KubeRay cluster to run on."""
 
     ray_version: str = Field(default="2.60.0", description="Ray version of the image.")
-    image: str = Field(default="ghcr.io/red-dev/red-engine:0.1.0", description="Engine image.")
+    image: str = Field(default=ENGINE_IMAGE, description="Engine image.")
     existing_cluster: str | None = Field(
         default=None, description="Use this RayCluster (same namespace) instead of creating one; never deleted."
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from red_operator import main as operator_main
 from red_operator.rbac import RULES
 from red_operator.settings import ENV_PREFIX, Settings
 
+import red
 from tests.chart.tools import CHART, REPO, by_kind, helm, norm, one, render
 
 SCOPES = {
@@ -150,10 +150,9 @@ def test_operator_env_vars_are_settings_and_defaults_agree() -> None:
 
 def test_image_defaults_to_app_version_which_is_the_package_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert chart["appVersion"] == project["version"]
+    assert chart["appVersion"] == red.__version__
     c = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    assert c["image"].endswith(":" + project["version"])
+    assert c["image"].endswith(":" + red.__version__)
     digest = "sha256:" + "a" * 64
     c = one(render(f"image.digest={digest}"), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert c["image"].endswith("@" + digest)

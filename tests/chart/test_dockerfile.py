@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import red
 from tests.chart.tools import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
@@ -53,7 +54,7 @@ def test_hadolint_finds_nothing() -> None:
 def test_targets_extras_and_versions_agree_with_pyproject() -> None:
     stages = _stages()
     assert {"operator", "engine"} <= stages.keys()
-    assert _arg_default("RED_VERSION") == PROJECT["version"]
+    assert _arg_default("RED_VERSION") == red.__version__
     extras = PROJECT["optional-dependencies"]
     installs = re.findall(r"red-\$\{RED_VERSION\}-py3-none-any\.whl\[([a-z,]+)\]", DOCKERFILE.read_text())
     assert sorted(installs) == ["engine,operator", "operator"]
