@@ -26,7 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"red {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a federation on a local Ray (or the cluster at --address)")
+    run = sub.add_parser(
+        "run",
+        help="run a federation on a local Ray (or the cluster at --address)",
+        description="Run a federation on a local Ray, or on the Ray cluster at --address. Ray's token "
+        "authentication stays on; RED_LOG_LEVEL=INFO also shows Ray's notice about it.",
+    )
     run.add_argument("file", help="Federation YAML (the same file you would kubectl apply)")
     run.add_argument("--rounds", type=int, help="override spec.rounds")
     run.add_argument("--json", action="store_true", help="print one JSON object per line")

@@ -128,8 +128,34 @@ def test_gpu_request_without_gpus_fails_fast(tmp_path: Path) -> None:
     assert res.returncode == 1, res.stderr
     assert "GPU: needs 2, the Ray cluster has 0" in res.stderr
     assert "Traceback" not in res.stderr
+    assert "Token authentication is enabled" not in res.stderr, "Ray's token-auth notice is noise here"
     last = json.loads(res.stdout.strip().splitlines()[-1])
     assert last["event"] == "failed" and last["reason"] == "PlacementError"
+
+
+TOKEN_MODE = """
+import logging, os, sys
+logging.basicConfig(level=os.environ.get("RED_LOG_LEVEL", "WARNING"))
+from red.runner import init_ray
+import ray
+from ray._private.authentication.authentication_token_setup import AuthenticationMode, get_authentication_mode
+init_ray(num_cpus=1)
+print(os.environ.get("RAY_AUTH_MODE"), get_authentication_mode() == AuthenticationMode.TOKEN)
+ray.shutdown()
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("level", ["WARNING", "INFO"])
+def test_local_ray_keeps_token_auth_and_shows_its_notice_only_at_info(level: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    env["RED_LOG_LEVEL"] = level
+    res = subprocess.run(
+        [sys.executable, "-c", TOKEN_MODE], capture_output=True, text=True, cwd=ROOT, env=env, timeout=180
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.split() == ["token", "True"], res.stdout  # security stays on
+    assert ("Token authentication is enabled" in res.stderr) == (level == "INFO"), res.stderr[-3000:]
 
 
 @pytest.mark.ray
