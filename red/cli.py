@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object per line")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     run.add_argument("--resume", action="store_true", help="continue from spec.checkpoint.path")
-    run.add_argument("--plot", metavar="PNG", help="save accuracy per round to this PNG")
+    run.add_argument("--plot", metavar="PNG", help="save test accuracy and loss per round to this PNG")
     run.add_argument("--report-file", metavar="PATH", help="also append JSON lines to this file")
 
     val = sub.add_parser(
@@ -160,9 +160,9 @@ def _run(args: argparse.Namespace) -> int:
         run_federation(fed, sinks, rounds=args.rounds, address=args.address, resume=args.resume)
     finally:
         if args.plot and history:
-            from red.plots import plot_accuracy
+            from red.plots import plot_progress
 
-            plot_accuracy(history, args.plot)
+            plot_progress(history, args.plot)
     return 0
 
 
