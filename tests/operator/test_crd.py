@@ -48,7 +48,8 @@ def test_names_columns_and_subresource() -> None:
     assert version["name"] == "v1alpha1"
     assert version["subresources"] == {"status": {}}
     columns = {c["name"]: c.get("priority", 0) for c in version["additionalPrinterColumns"]}
-    assert [name for name, prio in columns.items() if prio == 0] == ["Phase", "Ready", "Round", "Nodes", "Accuracy", "Age"]
+    default = ["Phase", "Ready", "Round", "Nodes", "Accuracy", "Age"]
+    assert [name for name, prio in columns.items() if prio == 0] == default
     # `kubectl get fed -o wide` adds these.
     assert [name for name, prio in columns.items() if prio == 1] == ["Reason", "RayCluster", "Job"]
 
