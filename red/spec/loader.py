@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import ValidationError
 
 from red.errors import SpecError
 from red.spec.model import API_VERSION, KIND, Federation, FederationSpec
+
+M = TypeVar("M", Federation, FederationSpec)
 
 _FIXES = {
     "missing": "required field is missing",
@@ -67,8 +70,41 @@ def format_validation_error(err: ValidationError, prefix: str = "") -> list[str]
     return lines
 
 
-def _raise(err: ValidationError, source: str, prefix: str = "") -> SpecError:
-    problems = format_validation_error(err, prefix)
+def _without_unknown_fields(data: Any, err: ValidationError) -> Any | None:
+    """`data` less its unknown fields when those are the only problems, else None.
+
+    Pydantic runs the cross-field checks only on otherwise valid input, so a typo would hide them.
+    Dropping an unknown field changes nothing else, so a second pass without them finds the rest.
+    """
+    errors = err.errors()
+    if not errors or any(e["type"] != "extra_forbidden" for e in errors):
+        return None
+    pruned = copy.deepcopy(data)
+    for e in errors:
+        *parents, key = e["loc"]
+        node = pruned
+        for part in parents:
+            node = node[part]
+        node.pop(key, None)
+    return pruned
+
+
+def _validate_all(model: type[M], data: Any, context: dict[str, Any], source: str, prefix: str = "") -> M:
+    """Validate, reporting every problem: field errors and, behind unknown fields, cross-field ones."""
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as err:
+        problems = format_validation_error(err, prefix)
+        pruned = _without_unknown_fields(data, err)
+        if pruned is not None:
+            try:
+                model.model_validate(pruned, context=context)
+            except ValidationError as rest:
+                problems += format_validation_error(rest, prefix)
+        raise _raise(problems, source) from None
+
+
+def _raise(problems: list[str], source: str) -> SpecError:
     head = f"{source}: invalid Federation" if len(problems) > 1 else f"{source}: {problems[0]}"
     body = "\n".join(f"  - {p}" for p in problems) if len(problems) > 1 else ""
     return SpecError(head + ("\n" + body if body else ""), problems)
@@ -83,18 +119,12 @@ def federation_from_dict(
             f"{source}: expected a mapping with apiVersion, kind, metadata and spec "
             f"(got {type(data).__name__})"
         )
-    try:
-        return Federation.model_validate(data, context={"check_registry": check_registry})
-    except ValidationError as err:
-        raise _raise(err, source) from None
+    return _validate_all(Federation, data, {"check_registry": check_registry}, source)
 
 
 def spec_from_dict(data: Any, *, source: str = "spec", check_registry: bool = False) -> FederationSpec:
     """Validate only a `spec` mapping (what the operator reads from a custom resource)."""
-    try:
-        return FederationSpec.model_validate(data or {}, context={"check_registry": check_registry})
-    except ValidationError as err:
-        raise _raise(err, source, prefix="spec") from None
+    return _validate_all(FederationSpec, data or {}, {"check_registry": check_registry}, source, prefix="spec")
 
 
 def load_federation(path: str | Path, *, check_registry: bool = True) -> Federation:

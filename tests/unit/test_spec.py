@@ -110,7 +110,10 @@ def test_status_from_kubectl_is_ignored() -> None:
 def test_every_cross_field_problem_is_reported_at_once() -> None:
     with pytest.raises(SpecError) as err:
         make_fed(
-            schema="custom", clients=3, minClients=5, topology={"edges": [["client_0", "client_9"]]},
+            schema="custom",
+            clients=3,
+            minClients=5,
+            topology={"edges": [["client_0", "client_9"]]},
             algorithm={"name": "fedmagic"},
         )
     assert err.value.problems == [
@@ -148,3 +151,21 @@ def test_explain_walks_the_model() -> None:
     assert "gpusPerWorker" in listing and "(required)" in listing.splitlines()[1]
     with pytest.raises(SpecError, match="did you mean 'nodePools'"):
         explain("spec.cluster.nodepool")
+
+
+def test_a_typo_does_not_hide_the_cross_field_problems() -> None:
+    # Pydantic skips cross-field checks on invalid input; unknown fields alone must not hide them.
+    with pytest.raises(SpecError) as err:
+        make_fed(roundz=3, minClients=9, clients=4, resources={"perNode": {"cpus": 1}})
+    assert sorted(err.value.problems) == [
+        "spec.minClients (9) must be <= spec.clients (4): lower minClients or raise clients",
+        "spec.resources.perNode.cpus: unknown field; did you mean 'cpu'? "
+        "(`red explain spec.resources.perNode` lists the fields)",
+        "spec.roundz: unknown field; did you mean 'rounds'? (`red explain spec` lists the fields)",
+    ]
+    with pytest.raises(SpecError) as err:
+        spec_from_dict({"clientz": 3, "minClients": 20})
+    assert [p.split(":")[0] for p in err.value.problems] == [
+        "spec.clientz",
+        "spec.minClients (20) must be <= spec.clients (10)",
+    ]
