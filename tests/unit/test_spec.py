@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from red.errors import SpecError
+from red.registry import algorithms
 from red.spec import load_federation, spec_from_dict
 from tests.helpers import EXAMPLES, fed_dict, make_fed, write_yaml
 
@@ -120,7 +121,7 @@ def test_every_cross_field_problem_is_reported_at_once() -> None:
         "spec.minClients (5) must be <= spec.clients (3): lower minClients or raise clients",
         "spec.topology.edges names 'client_9', which is not a node; nodes are client_0 .. client_2",
         "spec.algorithm.name: unknown algorithm 'fedmagic'; use one of "
-        + ", ".join(__import__("red").algorithms.names()),
+        + ", ".join(algorithms.names()),
     ]
 
 
