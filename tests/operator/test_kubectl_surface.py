@@ -197,3 +197,40 @@ def test_get_wide_shows_ready_reason_raycluster_and_job(
         "RAYCLUSTER": f"{NAME}-ray",
         "JOB": "red-digits-star-0a1b2c3d-1",
     }
+
+
+def test_operator_json_logs_are_json_lines(
+    kube_cluster: KubeCluster, kube_namespace: str, federation_crd: str, tmp_path: Path
+) -> None:
+    """`RED_OPERATOR_LOG_FORMAT=json` (the chart's operator.logFormat): the real operator, reconciling."""
+    import json
+
+    from tests.operator.e2e_helpers import wait_until
+    from tests.operator.operator_proc import start_operator
+    from tests.operator.ray_head import free_port
+
+    token = tmp_path / "token"
+    token.write_text("not-a-real-token\n")
+    op = start_operator(
+        kube_cluster.kubeconfig,
+        tmp_path / "op",
+        dashboard_url=f"http://127.0.0.1:{free_port()}",
+        token_file=token,
+        namespaces=[kube_namespace],
+        env={"RED_OPERATOR_LOG_FORMAT": "json"},
+    )
+    try:
+        apply(kube_cluster, kube_namespace, federation("json-logs"))
+        created = f"{kube_namespace}/json-logs: created RayCluster"
+        wait_until("the operator to log the RayCluster it created", lambda: created in op.logs(), log=op.logs)
+    finally:
+        op.stop()
+    lines = [ln for ln in op.logs().splitlines() if ln.strip()]
+    records = []
+    for ln in lines:
+        try:
+            records.append(json.loads(ln))
+        except ValueError:
+            raise AssertionError(f"not a JSON line: {ln!r}") from None
+    assert all({"message", "severity", "timestamp"} <= r.keys() for r in records)
+    assert any(r["message"].startswith(created) for r in records)
