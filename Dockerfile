@@ -12,7 +12,7 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # The CPU Ray image is enough for GPUs too: PyPI's torch wheels bring their own CUDA libraries and only
 # need the node's NVIDIA driver (mounted by the NVIDIA container toolkit / device plugin).
 ARG RAY_IMAGE=rayproject/ray:2.60.0-py311
-# Must equal pyproject.toml's version (a test checks): it names the wheel below.
+# Must equal red/_version.py (tests/unit/test_version.py checks): it names the wheel below.
 ARG RED_VERSION=0.1.0
 
 # ---- wheel: build red once, from the sources only (see .dockerignore)

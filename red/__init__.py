@@ -3,6 +3,7 @@
 The engine's public face. Importing ``red`` is cheap (no Ray, no torch); runtime classes load lazily.
 """
 
+from red._version import __version__
 from red.errors import (
     CheckpointError,
     FederationFailed,
@@ -19,8 +20,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from red.runner import run_federation
 
-__version__ = "0.1.0"
-
 __all__ = [
     "CheckpointError",
     "Federation",
@@ -31,6 +30,7 @@ __all__ = [
     "RegistryError",
     "SpecError",
     "TopologyError",
+    "__version__",
     "algorithms",
     "load_federation",
     "run_federation",

@@ -20,11 +20,11 @@ GCS_PORT = 6379
 CLIENT_PORT = 10001
 
 
-def _meta(name: str, namespace: str, fed: str, uid: str) -> dict[str, Any]:
+def _meta(name: str, namespace: str, fed: str, uid: str, component: str) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": namespace,
-        "labels": names.labels(fed),
+        "labels": names.labels(fed, component),
         "ownerReferences": [names.owner_reference(fed, uid)],
     }
 
@@ -76,13 +76,13 @@ def build_raycluster(fed: str, namespace: str, uid: str, spec: FederationSpec, s
                 "minReplicas": replicas,
                 "maxReplicas": max(replicas, pool.max_workers),
                 "rayStartParams": {},
-                "template": {"metadata": {"labels": names.labels(fed)}, "spec": pod_spec},
+                "template": {"metadata": {"labels": names.labels(fed, names.COMPONENT_RAY_WORKER)}, "spec": pod_spec},
             }
         )
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
-        "metadata": _meta(names.raycluster(fed), namespace, fed, uid),
+        "metadata": _meta(names.raycluster(fed), namespace, fed, uid, names.COMPONENT_RAYCLUSTER),
         "spec": {
             "rayVersion": cluster.ray_version,
             # Ray >= 2.52 token auth, wired by KubeRay (RAY_AUTH_MODE/RAY_AUTH_TOKEN on every container)
@@ -91,7 +91,7 @@ def build_raycluster(fed: str, namespace: str, uid: str, spec: FederationSpec, s
             "headGroupSpec": {
                 "rayStartParams": {"dashboard-host": "0.0.0.0"},
                 "template": {
-                    "metadata": {"labels": names.labels(fed)},
+                    "metadata": {"labels": names.labels(fed, names.COMPONENT_RAY_HEAD)},
                     "spec": {"serviceAccountName": account, "containers": [head]},
                 },
             },
@@ -104,7 +104,7 @@ def build_token_secret(fed: str, namespace: str, uid: str, token: str) -> dict[s
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(names.token_secret(fed), namespace, fed, uid),
+        "metadata": _meta(names.token_secret(fed), namespace, fed, uid, names.COMPONENT_TOKEN),
         "type": "Opaque",
         "stringData": {names.TOKEN_KEY: token},
     }
@@ -115,7 +115,7 @@ def build_report_configmap(fed: str, namespace: str, uid: str) -> dict[str, Any]
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(names.report_configmap(fed), namespace, fed, uid),
+        "metadata": _meta(names.report_configmap(fed), namespace, fed, uid, names.COMPONENT_REPORT),
         "data": {},
     }
 
@@ -124,7 +124,7 @@ def build_service_account(fed: str, namespace: str, uid: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": _meta(names.engine_account(fed), namespace, fed, uid),
+        "metadata": _meta(names.engine_account(fed), namespace, fed, uid, names.COMPONENT_ENGINE),
     }
 
 
@@ -133,7 +133,7 @@ def build_role(fed: str, namespace: str, uid: str) -> dict[str, Any]:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
-        "metadata": _meta(names.engine_account(fed), namespace, fed, uid),
+        "metadata": _meta(names.engine_account(fed), namespace, fed, uid, names.COMPONENT_ENGINE),
         "rules": [
             {
                 "apiGroups": [""],
@@ -150,7 +150,7 @@ def build_role_binding(fed: str, namespace: str, uid: str) -> dict[str, Any]:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
-        "metadata": _meta(name, namespace, fed, uid),
+        "metadata": _meta(name, namespace, fed, uid, names.COMPONENT_ENGINE),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
     }

@@ -1,6 +1,6 @@
 """The `red-operator` command: run the Federation operator (one replica, no peering).
 
-    red-operator [--kubeconfig PATH] [--namespace NS ...] [--dashboard-url-template T] ...
+    red-operator [--kubeconfig PATH] [--namespace NS ...] [--dashboard-url-template T] [--log-format json] ...
 
 Every option also reads `RED_OPERATOR_<NAME>` from the environment (see `settings.Settings`).
 """
@@ -14,12 +14,14 @@ import os
 import sys
 from pathlib import Path
 
+from red._version import __version__
 from red_operator import metrics
 from red_operator.settings import Settings
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="red-operator", description="Reconcile red.dev Federations into KubeRay clusters.")
+    p.add_argument("--version", action="version", version=f"red-operator {__version__}")
     p.add_argument("--kubeconfig", help="out-of-cluster: this kubeconfig (default: in-cluster, then $KUBECONFIG)")
     p.add_argument("--namespace", "-n", action="append", default=[], help="watch only these namespaces")
     p.add_argument("--dashboard-url-template", help="e.g. http://{service}.{namespace}.svc:8265")
@@ -30,7 +32,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--liveness-port", type=int, default=int(os.environ.get("RED_OPERATOR_LIVENESS_PORT", "8080")))
     p.add_argument("--bind", default=os.environ.get("RED_OPERATOR_BIND", "0.0.0.0"), help="address of both endpoints")
     p.add_argument("--verbose", "-v", action="store_true")
+    p.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=os.environ.get("RED_OPERATOR_LOG_FORMAT", "text"),
+        help="text (default), or json: one JSON object per line, with the Federation in `object`",
+    )
     return p
+
+
+LOG_FORMATS = ("text", "json")
+
+
+def configure_logging(*, verbose: bool = False, log_format: str = "text") -> None:
+    """Root logging for the operator process; `json` uses kopf's JSON formatter (one object per line)."""
+    if log_format == "json":
+        import kopf
+
+        # kopf.configure replaces the root handler with its own; it adds `object` (the k8s ref) and
+        # `severity` to every record of a Federation's logger.
+        kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON, log_refkey="object")
+        logging.captureWarnings(True)  # Python warnings become JSON lines too, not bare text
+    else:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # kopf logs every timer run at INFO ("Timer ... succeeded"): once a second per Federation is noise.
+    logging.getLogger("kopf.objects").setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> Settings:
@@ -49,15 +81,7 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
-    # kopf logs every timer run at INFO ("Timer ... succeeded"): once a second per Federation is noise.
-    logging.getLogger("kopf.objects").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    configure_logging(verbose=args.verbose, log_format=args.log_format)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())  # kopf logs in from it too
     settings = settings_from_args(args)

@@ -75,6 +75,8 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
             C.Condition(C.RECONCILING, "False", "InvalidSpec", "fix the spec"),
         ]
         status.update(phase="Failed", reason="InvalidSpec", message=obs.spec_error or "")
+        # Every Failed has a completionTime: `kubectl wait --for=jsonpath='{.status.completionTime}'` ends.
+        status.setdefault("completionTime", now)
         status["conditions"] = C.merge(prev_conds, invalid, generation=obs.generation, now=now)
         return status
 

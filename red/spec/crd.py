@@ -269,12 +269,40 @@ def status_schema() -> dict[str, Any]:
     }
 
 
+# `kubectl get fed` shows priority 0; `-o wide` adds priority 1 (after Age, as `kubectl get pods -o wide`).
 PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": "condition Ready: True while running healthy and once succeeded",
+    },
     {"name": "Round", "type": "string", "jsonPath": ".status.progress", "description": "round/rounds"},
     {"name": "Nodes", "type": "string", "jsonPath": ".status.healthyNodes", "description": "healthy/total"},
     {"name": "Accuracy", "type": "number", "jsonPath": ".status.metrics.accuracy"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Reason",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": ".status.reason",
+        "description": "why the federation failed (empty unless Failed)",
+    },
+    {
+        "name": "RayCluster",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": ".status.rayCluster.name",
+        "description": "the KubeRay RayCluster it runs on",
+    },
+    {
+        "name": "Job",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": ".status.job.submissionId",
+        "description": "the Ray job's submission id",
+    },
 ]
 
 

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from red._version import __version__
+
 API_VERSION = "red.dev/v1alpha1"
 KIND = "Federation"
 GROUP = "red.dev"
@@ -21,6 +23,8 @@ PLURAL = "federations"
 BUILTIN_SCHEMAS = ("star", "ring", "mesh", "k-regular", "custom", "cluster")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# The engine image of this release: its tag is the package version (red/_version.py).
+ENGINE_IMAGE = f"ghcr.io/red-dev/red-engine:{__version__}"
 
 
 class Model(BaseModel):
@@ -133,7 +137,7 @@ class ClusterSpec(Model):
     """Read only by the operator: the KubeRay cluster to run on."""
 
     ray_version: str = Field(default="2.60.0", description="Ray version of the image.")
-    image: str = Field(default="ghcr.io/red-dev/red-engine:0.1.0", description="Engine image.")
+    image: str = Field(default=ENGINE_IMAGE, description="Engine image.")
     existing_cluster: str | None = Field(
         default=None, description="Use this RayCluster (same namespace) instead of creating one; never deleted."
     )
@@ -193,41 +197,47 @@ class FederationSpec(Model):
 
     @model_validator(mode="after")
     def _cross_field(self, info: ValidationInfo) -> FederationSpec:
-        ctx = info.context or {}
+        # Every problem at once (one per line), so a user fixes a file in one go, not one error per run.
+        problems = self._cross_field_problems(info.context or {})
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _cross_field_problems(self, ctx: dict[str, Any]) -> list[str]:
+        problems: list[str] = []
         if self.min_clients is not None and self.min_clients > self.clients:
-            raise ValueError(
+            problems.append(
                 f"spec.minClients ({self.min_clients}) must be <= spec.clients ({self.clients}): "
                 "lower minClients or raise clients"
             )
         if self.schema_ == "k-regular":
             k = self.topology.degree
             if k is None:
-                raise ValueError("schema 'k-regular' needs spec.topology.degree (e.g. 4)")
-            if k >= self.clients or (k * self.clients) % 2:
-                raise ValueError(
+                problems.append("schema 'k-regular' needs spec.topology.degree (e.g. 4)")
+            elif k >= self.clients or (k * self.clients) % 2:
+                problems.append(
                     f"spec.topology.degree {k} is impossible with {self.clients} clients: it must be "
                     "below clients and degree x clients must be even"
                 )
         if self.schema_ == "custom" and not self.topology.edges:
-            raise ValueError("schema 'custom' needs spec.topology.edges, e.g. [[client_0, client_1]]")
+            problems.append("schema 'custom' needs spec.topology.edges, e.g. [[client_0, client_1]]")
         if self.schema_ == "custom" and self.topology.edges:
             known = {f"client_{i}" for i in range(self.clients)}
-            for a, b in self.topology.edges:
-                for n in (a, b):
-                    if n not in known:
-                        raise ValueError(
-                            f"spec.topology.edges names {n!r}, which is not a node; nodes are "
-                            f"client_0 .. client_{self.clients - 1}"
-                        )
+            unknown = sorted({n for edge in self.topology.edges for n in edge if n not in known})
+            problems.extend(
+                f"spec.topology.edges names {n!r}, which is not a node; nodes are "
+                f"client_0 .. client_{self.clients - 1}"
+                for n in unknown
+            )
         if (
             self.schema_ == "cluster"
             and self.topology.cluster_size is not None
             and self.topology.cluster_size > self.clients
         ):
-                raise ValueError(
-                    f"spec.topology.clusterSize ({self.topology.cluster_size}) must be <= clients "
-                    f"({self.clients})"
-                )
+            problems.append(
+                f"spec.topology.clusterSize ({self.topology.cluster_size}) must be <= clients "
+                f"({self.clients})"
+            )
         if ctx.get("check_registry", False):
             from red.registry import algorithms, tasks
 
@@ -236,10 +246,10 @@ class FederationSpec(Model):
                 ("task", tasks, self.task.name),
             ):
                 if name not in reg:
-                    raise ValueError(
+                    problems.append(
                         f"spec.{what}.name: unknown {what} {name!r}; use one of {', '.join(reg.names())}"
                     )
-        return self
+        return problems
 
     @property
     def effective_min_clients(self) -> int:

@@ -13,15 +13,13 @@ import pytest
 import yaml
 from red_operator.rbac import RULES
 
-from tests.chart.tools import CHART, helm, norm, render
+from tests.chart.tools import CHART, helm, is_aggregated, norm, render
 from tests.fixtures.cluster import KubeCluster, kubectl_json
 from tests.helpers import fed_dict, wait_until
 from tests.operator.operator_proc import start_operator
 from tests.operator.ray_head import free_port
 
 pytestmark = pytest.mark.cluster
-
-
 
 
 def release_name(namespace: str) -> str:
@@ -216,6 +214,7 @@ def test_service_account_can_do_what_the_operator_needs_and_nothing_more(release
 def test_installed_roles_equal_operator_rules(release: Release) -> None:
     selector = f"app.kubernetes.io/instance={release.name}"
     cluster_roles = kubectl_json(release.cluster, "get", "clusterroles", "-l", selector)["items"]
+    cluster_roles = [r for r in cluster_roles if not is_aggregated(r)]  # users' roles, not the operator's
     roles = kubectl_json(release.cluster, "get", "roles", "-n", release.namespace, "-l", selector)["items"]
     rules = [r for obj in cluster_roles + roles for r in obj["rules"]]
     assert norm(rules) == norm(RULES)
@@ -283,3 +282,83 @@ def test_operator_reconciles_a_federation_with_the_charts_identity(release: Rele
         assert "Forbidden" not in logs and " 403" not in logs, logs[-6000:]
     finally:
         op.stop()
+
+
+# ------------------------------------------------------------------ users: namespace editors and viewers
+
+
+def user_kubectl(cluster: KubeCluster, kubeconfig: Path, *args: str, input: str | None = None) -> Any:
+    """kubectl as that user (its own kubeconfig, no admin fallback)."""
+    import subprocess
+
+    return subprocess.run(
+        [str(cluster.bin_dir / "kubectl"), "--kubeconfig", str(kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("release", ["cluster"], indirect=True)
+def test_namespace_editor_creates_and_viewer_only_reads_federations(release: Release, tmp_path: Path) -> None:
+    """The aggregated ClusterRoles at work: `edit` in a namespace is enough to run Federations there,
+    `view` is enough to watch them, with no Red-specific binding."""
+    cluster, ns = release.cluster, release.namespace
+    for user, role in (("alice", "edit"), ("bob", "view")):
+        cluster.kubectl("create", "serviceaccount", user, "-n", ns)
+        cluster.kubectl(
+            "create",
+            "rolebinding",
+            f"{user}-{role}",
+            f"--clusterrole={role}",
+            f"--serviceaccount={ns}:{user}",
+            "-n",
+            ns,
+        )
+
+    def can(user: str, verb: str) -> bool:
+        out = cluster.kubectl(
+            "auth",
+            "can-i",
+            verb,
+            "federations.red.dev",
+            "-n",
+            ns,
+            f"--as=system:serviceaccount:{ns}:{user}",
+            check=False,
+        )
+        return out.stdout.strip() == "yes"
+
+    # kube-controller-manager folds the chart's roles into edit/view: wait for it, then check each verb.
+    wait_until("edit to include Federations", lambda: can("alice", "create"), timeout_s=60)
+    wait_until("view to include Federations", lambda: can("bob", "list"), timeout_s=60)
+    assert all(can("alice", v) for v in ("create", "get", "list", "watch", "update", "patch", "delete"))
+    assert all(can("bob", v) for v in ("get", "list", "watch"))
+    assert not any(can("bob", v) for v in ("create", "update", "patch", "delete"))
+    elsewhere = cluster.kubectl(
+        "auth",
+        "can-i",
+        "create",
+        "federations.red.dev",
+        "-n",
+        "kube-system",
+        f"--as=system:serviceaccount:{ns}:alice",
+        check=False,
+    )
+    assert elsewhere.stdout.strip() == "no", "a RoleBinding grants its own namespace only"
+
+    alice = sa_kubeconfig(cluster, ns, "alice", tmp_path / "alice.kubeconfig")
+    bob = sa_kubeconfig(cluster, ns, "bob", tmp_path / "bob.kubeconfig")
+    fed = fed_dict("editors-fed")
+    created = user_kubectl(cluster, alice, "create", "-n", ns, "-f", "-", input=json.dumps(fed))
+    assert created.returncode == 0, created.stderr
+    assert "federation.red.dev/editors-fed created" in created.stdout
+
+    listed = user_kubectl(cluster, bob, "get", "federations", "-n", ns, "-o", "name")
+    assert listed.returncode == 0 and listed.stdout.split() == ["federation.red.dev/editors-fed"], listed.stderr
+    fed["metadata"]["name"] = "viewers-fed"
+    refused = user_kubectl(cluster, bob, "create", "-n", ns, "-f", "-", input=json.dumps(fed))
+    assert refused.returncode != 0 and "Forbidden" in refused.stderr, refused.stdout + refused.stderr
+    deleted = user_kubectl(cluster, alice, "delete", "federation", "editors-fed", "-n", ns, "--wait=false")
+    assert deleted.returncode == 0, deleted.stderr

@@ -77,7 +77,7 @@ def test_raycluster_head_and_gpu_group() -> None:
     assert rc["apiVersion"] == "ray.io/v1" and rc["kind"] == "RayCluster"
     meta = rc["metadata"]
     assert meta["name"] == "fl-ray" and meta["namespace"] == "ns"
-    assert meta["labels"] == {"red.dev/federation": "fl", "app.kubernetes.io/managed-by": "red-operator"}
+    assert meta["labels"] == names.labels("fl", names.COMPONENT_RAYCLUSTER)
     owner = meta["ownerReferences"][0]
     assert owner["kind"] == "Federation" and owner["uid"] == UID and owner["controller"] is True
     spec_ = rc["spec"]
@@ -157,3 +157,73 @@ def test_job_request_carries_spec_not_token() -> None:
 def test_submission_id_is_deterministic() -> None:
     assert names.submission_id("fl", UID, 1) == names.submission_id("fl", UID, 1) == "red-fl-0123abcd-1"
     assert names.submission_id("fl", UID, 2) != names.submission_id("fl", UID, 1)
+
+
+# ------------------------------------------------------------------ labels
+
+RECOMMENDED = {
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/version",
+}
+
+
+def _every_built_object() -> list[tuple[str, dict[str, Any]]]:
+    """(where, labels) for every object and pod template the operator creates for one Federation."""
+    s = spec(clients=4, resources={"perNode": {"gpu": 0.5}}, cluster={"nodePools": [gpu_pool()]})
+    rc = builders.build_raycluster("fl", "ns", UID, s, size_cluster(s))
+    out = [
+        ("RayCluster", rc["metadata"]["labels"]),
+        ("head pods", rc["spec"]["headGroupSpec"]["template"]["metadata"]["labels"]),
+        *[
+            (f"{g['groupName']} worker pods", g["template"]["metadata"]["labels"])
+            for g in rc["spec"]["workerGroupSpecs"]
+        ],
+    ]
+    for build in (
+        builders.build_report_configmap,
+        builders.build_service_account,
+        builders.build_role,
+        builders.build_role_binding,
+    ):
+        obj = build("fl", "ns", UID)
+        out.append((obj["kind"], obj["metadata"]["labels"]))
+    secret = builders.build_token_secret("fl", "ns", UID, "t")
+    out.append((secret["kind"], secret["metadata"]["labels"]))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("where", "component"),
+    [
+        ("RayCluster", "ray-cluster"),
+        ("head pods", "ray-head"),
+        ("gpu worker pods", "ray-worker"),
+        ("Secret", "ray-token"),
+        ("ConfigMap", "report"),
+        ("ServiceAccount", "engine"),
+        ("Role", "engine"),
+        ("RoleBinding", "engine"),
+    ],
+)
+def test_every_created_object_has_the_recommended_labels(where: str, component: str) -> None:
+    import red
+
+    labels = dict(_every_built_object())[where]
+    assert labels.keys() >= RECOMMENDED, f"{where} lacks {RECOMMENDED - labels.keys()}"
+    assert labels == {
+        "app.kubernetes.io/name": "red",
+        "app.kubernetes.io/instance": "fl",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "red",
+        "app.kubernetes.io/managed-by": "red-operator",
+        "app.kubernetes.io/version": red.__version__,
+        "red.dev/federation": "fl",
+    }
+
+
+def test_the_label_table_covers_every_built_object() -> None:
+    assert len(_every_built_object()) == 8  # one row above per object; add a row with each new builder

@@ -10,7 +10,7 @@ from red_operator import conditions as C
 from red_operator.decide import RayJob, plan
 from red_operator.readiness import ClusterObservation
 from red_operator.sizing import size_cluster
-from red_operator.status import Observed, fold
+from red_operator.status import Observed, fold, iso
 
 from tests.operator.helpers import gpu_pool, spec
 
@@ -362,3 +362,5 @@ def test_invalid_spec_fails_with_reason() -> None:
     status = fold({}, Observed(generation=1, now=NOW, spec=None, spec_error="spec.clients: bad"))
     assert status["phase"] == "Failed"
     assert cond(status, C.FAILED) == ("True", "InvalidSpec")
+    # docs/kubernetes.md waits for completionTime: it must be set on every Failed.
+    assert status["completionTime"] == iso(NOW)

@@ -14,7 +14,7 @@ from red import cli
 from red.aggregation import staleness_weight
 from red.algorithms.base import Update
 from red.algorithms.builtin import FedBuff
-from red.plots import draw_topology, plot_accuracy
+from red.plots import draw_topology, plot_progress
 from red.registry import schemas
 from red.runtime.pool import ACTOR_MEMORY_BYTES, decide_pool_size
 from red.schemas.decentralized import metropolis_weights, mix
@@ -124,13 +124,13 @@ def test_draw_topology_of_a_large_federation(tmp_path: Path) -> None:
     _assert_png(out)
 
 
-def test_plot_accuracy_from_reports(tmp_path: Path) -> None:
+def test_plot_progress_from_reports(tmp_path: Path) -> None:
     history = [{"event": "start", "round": 0, "federation": "f", "metrics": {}}] + [
         {"event": "round", "round": r, "federation": "f", "metrics": {"accuracy": 0.5 + r / 40}}
         for r in range(1, 16)
     ]
     out = tmp_path / "acc.png"
-    plot_accuracy(history, str(out))
+    plot_progress(history, str(out))
     _assert_png(out)
 
 

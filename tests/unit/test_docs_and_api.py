@@ -17,8 +17,8 @@ def test_public_api() -> None:
     # Equality, not a subset: adding to the public face is a decision this test makes visible.
     assert sorted(red.__all__) == [
         "CheckpointError", "Federation", "FederationFailed", "FederationSpec", "PlacementError", "RedError",
-        "RegistryError", "SpecError", "TopologyError", "algorithms", "load_federation", "run_federation",
-        "schemas", "tasks",
+        "RegistryError", "SpecError", "TopologyError", "__version__", "algorithms", "load_federation",
+        "run_federation", "schemas", "tasks",
     ]
     assert all(getattr(red, name) is not None for name in red.__all__)
     assert callable(red.run_federation)

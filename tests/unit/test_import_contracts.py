@@ -1,8 +1,8 @@
 """The layering, pinned: who may import whom (an import-linter contract, read from the source with `ast`).
 
     red            never imports kopf, kubernetes, prometheus_client or red_operator
-    red_operator   imports from red only the spec model, the error tree and the report contract —
-                   except `red_operator.engine_job`, the Ray job that runs the engine itself
+    red_operator   imports from red only the spec model, the error tree, the report contract and the
+                   version — except `red_operator.engine_job`, the Ray job that runs the engine itself
     red.runtime    never imports red.schemas (schemas sit on top of the runtime, not the other way)
 
 A module-level import and one inside a function count the same: both are edges of the graph.
@@ -19,7 +19,7 @@ import pytest
 from tests.helpers import ROOT
 
 FORBIDDEN_IN_ENGINE = ("kopf", "kubernetes", "prometheus_client", "red_operator")
-OPERATOR_MAY_USE = ("red.spec", "red.errors", "red.report")
+OPERATOR_MAY_USE = ("red.spec", "red.errors", "red.report", "red._version")
 ENGINE_JOB = "red_operator.engine_job"
 
 
