@@ -108,7 +108,8 @@ class Kube:
         raw = (secret.data or {}).get(key)
         return base64.b64decode(raw).decode() if raw else None
 
-    def read_report(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def read_report(self, namespace: str, name: str) -> str | None:
+        """The report ConfigMap's raw text: untrusted, parsed by `red.spec.status.parse_report`."""
         try:
             cm = self.core.read_namespaced_config_map(name, namespace)
         except ApiException as err:
@@ -116,13 +117,7 @@ class Kube:
                 return None
             raise
         text = (cm.data or {}).get(names.REPORT_KEY)
-        if not text:
-            return None
-        try:
-            report: dict[str, Any] = json.loads(text)
-        except ValueError:
-            return None
-        return report
+        return str(text) if text else None
 
     # --- Federation status ------------------------------------------------------------------------
     def patch_status(self, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:

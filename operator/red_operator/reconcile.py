@@ -19,6 +19,7 @@ from typing import Any
 from red.errors import SpecError
 from red.spec.loader import spec_from_dict
 from red.spec.model import FederationSpec
+from red.spec.status import Event, ReportReading, parse_report
 from red_operator import builders, conditions, metrics, names
 from red_operator.decide import SUSPENDED, TERMINAL_PHASES, RayJob, plan
 from red_operator.jobs import DashboardError, JobsClient, dashboard_url
@@ -26,7 +27,7 @@ from red_operator.kube import Kube
 from red_operator.readiness import observe_cluster
 from red_operator.settings import Settings
 from red_operator.sizing import size_cluster
-from red_operator.status import Observed, fold
+from red_operator.status import Observed, fold, recover
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class Reconciler:
             return self._finish(
                 name, ns, prev, fold(prev, Observed(generation, now, None, spec_error=str(err))), events
             )
+        stored = prev
+        prev = recover(stored)  # a fixed spec revives a Federation that failed only for its spec
 
         sizing = size_cluster(spec)
         existing = spec.cluster.existing_cluster
@@ -102,9 +105,22 @@ class Reconciler:
             except DashboardError as err:
                 ray_job = RayJob(job.get("status"), reachable=False)
                 dashboard_error = str(err)
-        report = None if terminal else self.kube.read_report(ns, names.report_configmap(name))
+        report: ReportReading | None = None
+        if not terminal:
+            text = self.kube.read_report(ns, names.report_configmap(name))
+            report = parse_report(text, submission_id=sid) if text else None
+        latest = report.report if report is not None else None
+        engine_reason = latest.reason if latest is not None and latest.event == Event.FAILED else None
 
-        p = plan(spec, prev, ray_job, cluster_ready=cluster.ready, fits=sizing.fits, now=now)
+        p = plan(
+            spec,
+            prev,
+            ray_job,
+            cluster_ready=cluster.ready,
+            fits=sizing.fits,
+            now=now,
+            engine_reason=engine_reason,
+        )
 
         # --- act
         if p.cluster == "ensure" and rc is None:
@@ -161,7 +177,7 @@ class Reconciler:
                 dashboard_error=dashboard_error,
             ),
         )
-        return self._finish(name, ns, prev, new, events)
+        return self._finish(name, ns, stored, new, events)
 
     # --- pieces -----------------------------------------------------------------------------------
     def _owned(self, name: str, ns: str, uid: str) -> list[dict[str, Any]]:
