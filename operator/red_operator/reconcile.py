@@ -47,6 +47,13 @@ class Reconciler:
         # Federations (by uid) whose owned objects this process has made sure of; re-checked after a
         # restart. Something deleted by hand meanwhile is recreated by the next operator start.
         self._ensured: set[str] = set()
+        # Names the engine image knows but this process cannot import: known, so specs naming them pass.
+        from red import registry
+
+        for kind, plugin in settings.plugins():
+            {"task": registry.tasks, "algorithm": registry.algorithms, "schema": registry.schemas}[kind].add(
+                plugin, None
+            )
 
     # --- the pass ---------------------------------------------------------------------------------
     def reconcile(self, body: Mapping[str, Any], *, now: datetime | None = None) -> Outcome:
@@ -58,7 +65,8 @@ class Reconciler:
         events: list[tuple[str, str, str]] = []
 
         try:
-            spec = spec_from_dict(body.get("spec"), source=f"Federation {ns}/{name}")
+            # check_registry: an unknown task, algorithm or schema fails here, before a GPU cluster exists.
+            spec = spec_from_dict(body.get("spec"), source=f"Federation {ns}/{name}", check_registry=True)
         except SpecError as err:
             return self._finish(
                 name, ns, prev, fold(prev, Observed(generation, now, None, spec_error=str(err))), events

@@ -41,8 +41,25 @@ class Settings:
     workers: int = 16
     """Threads for handlers: Federations reconcile concurrently, each one by one."""
 
+    engine_plugins: str = ""
+    """Task, algorithm and schema names the engine image adds to the built-ins, as `kind:name` pairs
+    (e.g. `task:cifar,schema:my-ring`). The operator refuses unknown names before it creates a cluster;
+    plugins installed in the operator's own environment (entry points) are known without this."""
+
     extra_engine_env: dict[str, str] = field(default_factory=dict)
     """Extra environment for the engine job (e.g. RED_LOG_LEVEL)."""
+
+    def plugins(self) -> list[tuple[str, str]]:
+        """`engine_plugins` as (kind, name) pairs; kind is task, algorithm or schema."""
+        out = []
+        for item in filter(None, (p.strip() for p in self.engine_plugins.split(","))):
+            kind, sep, name = item.partition(":")
+            if not sep or kind not in ("task", "algorithm", "schema") or not name:
+                raise ValueError(
+                    f"engine_plugins: {item!r} must be kind:name with kind task, algorithm or schema"
+                )
+            out.append((kind, name))
+        return out
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -124,3 +124,10 @@ def test_rbac_is_not_a_wildcard() -> None:
     for rule in rbac.RULES:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
     assert not _allowed("", "secrets", "list")  # no reading other people's Secrets wholesale
+
+
+def test_engine_plugins_setting() -> None:
+    assert Settings(engine_plugins="task:cifar, schema:my-ring").plugins() == [("task", "cifar"), ("schema", "my-ring")]
+    assert Settings().plugins() == []
+    with pytest.raises(ValueError, match="kind:name"):
+        Settings(engine_plugins="cifar").plugins()
