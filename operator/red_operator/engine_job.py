@@ -98,7 +98,7 @@ class ConfigMapSink:
     def _write(self, report: dict[str, Any]) -> bool:
         body = {"data": {names.REPORT_KEY: json.dumps(report, separators=(",", ":"))}}
         try:
-            self.core.patch_namespaced_config_map(self.name, self.namespace, body)
+            self.core.patch_namespaced_config_map(self.name, self.namespace, body, _request_timeout=30)
         except Exception as err:  # publishing progress must never kill the run
             log.warning("could not write report ConfigMap %s/%s: %s", self.namespace, self.name, err)
             return False

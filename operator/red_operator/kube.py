@@ -16,15 +16,38 @@ from red_operator import names
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayclusters"
 
 
+class _Timed:
+    """An API class whose every call has a timeout (no call may hang a reconcile) and whose errors
+    name the call (`err.red_call`), so a condition can say which one the API server refused."""
+
+    def __init__(self, api: Any, timeout_seconds: float) -> None:
+        self._api, self._timeout = api, timeout_seconds
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self._api, name)
+        if not callable(fn):
+            return fn
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("_request_timeout", self._timeout)
+            try:
+                return fn(*args, **kwargs)
+            except ApiException as err:
+                err.red_call = name  # type: ignore[attr-defined]
+                raise
+
+        return call
+
+
 class Kube:
     """The calls the reconciler makes, nothing more (see red_operator.rbac for the matching rules)."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, timeout_seconds: float = 30.0) -> None:
         self.api = api
         # Typed as Any: we pass and get plain dicts, not the client's model classes.
-        self.core: Any = client.CoreV1Api(api)
-        self.rbac: Any = client.RbacAuthorizationV1Api(api)
-        self.custom: Any = client.CustomObjectsApi(api)
+        self.core: Any = _Timed(client.CoreV1Api(api), timeout_seconds)
+        self.rbac: Any = _Timed(client.RbacAuthorizationV1Api(api), timeout_seconds)
+        self.custom: Any = _Timed(client.CustomObjectsApi(api), timeout_seconds)
 
     # --- generic ----------------------------------------------------------------------------------
     def create(self, obj: dict[str, Any]) -> bool:

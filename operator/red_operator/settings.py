@@ -38,6 +38,17 @@ class Settings:
     http_timeout_seconds: float = 30.0
     """Timeout of each call to the Ray dashboard."""
 
+    api_timeout_seconds: float = 30.0
+    """Timeout of each call to the Kubernetes API server: no call may hang a reconcile."""
+
+    max_backoff_seconds: float = 300.0
+    """A Federation whose passes fail (an API error) is retried after the reconcile interval, then
+    twice that, and so on up to this."""
+
+    stuck_after_seconds: float = 300.0
+    """The liveness probe fails when a pass has run this long, or when Federations exist and no pass
+    finished for this long."""
+
     workers: int = 16
     """Threads for handlers: Federations reconcile concurrently, each one by one."""
 

@@ -109,6 +109,9 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
     spec = obs.spec
     status["rayCluster"] = _cluster_status(obs)
     if prev.get("phase") in TERMINAL_PHASES:
+        # A finished Federation's conditions stay as they were, except a stale API error: this pass
+        # got here, so the API answers again.
+        prev_conds = [c for c in prev_conds if c.get("type") != C.SYNCED or c.get("status") == "True"]
         status["conditions"] = prev_conds
         if obs.cluster is not None and not obs.cluster.exists:
             status["conditions"] = C.merge(
@@ -276,6 +279,7 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
         conds.append(C.Condition(C.NODES_HEALTHY, "True", "AllAlive", f"{len(nodes)}/{len(nodes)} nodes healthy"))
         conds.append(C.Condition(C.DEGRADED, "False", "AllAlive", "every node is alive"))
     conds.append(_report_condition(reading))
+    conds.append(C.Condition(C.SYNCED, "True", "Synced", "the last pass reached every API it called"))
 
     conds.append(
         C.Condition(C.SUSPENDED, "True", "Suspended", "spec.suspend is true: job stopped, cluster removed")

@@ -21,7 +21,9 @@ class FakeCore:
         self.patches: list[dict[str, Any]] = []
         self.fail = fail
 
-    def patch_namespaced_config_map(self, name: str, namespace: str, body: dict[str, Any]) -> None:
+    def patch_namespaced_config_map(
+        self, name: str, namespace: str, body: dict[str, Any], _request_timeout: float | None = None
+    ) -> None:
         if self.fail:
             self.fail -= 1
             raise RuntimeError("apiserver down")
