@@ -16,6 +16,16 @@ from red_operator import names
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayclusters"
 
 
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) turning `old` into `new`: removed keys become null, nested maps are
+    patched key by key (so a metric that was dropped really goes), lists are replaced whole."""
+    out: dict[str, Any] = {k: None for k in old if k not in new}
+    for k, v in new.items():
+        before = old.get(k)
+        out[k] = merge_patch(before, v) if isinstance(before, dict) and isinstance(v, dict) else v
+    return out
+
+
 class _Timed:
     """An API class whose every call has a timeout (no call may hang a reconcile) and whose errors
     name the call (`err.red_call`), so a condition can say which one the API server refused."""
@@ -144,8 +154,8 @@ class Kube:
 
     # --- Federation status ------------------------------------------------------------------------
     def patch_status(self, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
-        """Merge-patch the status subresource; keys that disappeared are set to null (removed)."""
-        body = {"status": {**{k: None for k in old if k not in new}, **new}}
+        """Merge-patch the status subresource; keys that disappeared, at any depth, are removed."""
+        body = {"status": merge_patch(old, new)}
         self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body)
 
     # --- engine credentials for out-of-cluster runs -----------------------------------------------

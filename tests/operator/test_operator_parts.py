@@ -133,3 +133,24 @@ def test_engine_plugins_setting() -> None:
     assert Settings().plugins() == []
     with pytest.raises(ValueError, match="kind:name"):
         Settings(engine_plugins="cifar").plugins()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "patch"),
+    [
+        ({"a": 1, "b": 2}, {"a": 1}, {"b": None, "a": 1}),
+        (
+            {"metrics": {"accuracy": 0.5, "loss": 1.0}},
+            {"metrics": {"loss": 0.9}},
+            {"metrics": {"accuracy": None, "loss": 0.9}},
+        ),
+        ({"nodes": [1, 2]}, {"nodes": [3]}, {"nodes": [3]}),
+        ({"job": 1}, {"job": {"a": 1}}, {"job": {"a": 1}}),
+    ],
+)
+def test_status_merge_patch_removes_nested_keys(
+    old: dict[str, Any], new: dict[str, Any], patch: dict[str, Any]
+) -> None:
+    from red_operator.kube import merge_patch
+
+    assert merge_patch(old, new) == patch
