@@ -29,10 +29,11 @@ from red.spec.model import (
     VERSION,
     FederationSpec,
 )
+from red.spec.status import Phase
 
 SHORT_NAMES = ["fed"]
 # Phases in which the fields below are frozen. Pending and finished federations may be edited.
-ACTIVE_PHASES = ("Starting", "Running")
+ACTIVE_PHASES = (Phase.STARTING.value, Phase.RUNNING.value)
 # Spec fields that may not change while a federation runs: the running engine (or its cluster) was
 # started with them, so a change could not be applied and `observedGeneration` would lie. What stays
 # editable is read by the operator on every pass: suspend, ttlSecondsAfterFinished, backoffLimit,
@@ -244,7 +245,7 @@ def status_schema() -> dict[str, Any]:
             "observedGeneration": integer,
             "phase": {
                 "type": "string",
-                "enum": ["Pending", "Starting", "Running", "Succeeded", "Failed", "Suspended"],
+                "enum": [p.value for p in Phase],
             },
             "reason": string,
             "message": string,
