@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -42,8 +43,9 @@ class _Timed:
             kwargs.setdefault("_request_timeout", self._timeout)
             try:
                 return fn(*args, **kwargs)
-            except ApiException as err:
-                err.red_call = name  # type: ignore[attr-defined]
+            except Exception as err:  # an API error, a timeout: say which call it was, then re-raise
+                with contextlib.suppress(AttributeError):
+                    err.red_call = name  # type: ignore[attr-defined]
                 raise
 
         return call
