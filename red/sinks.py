@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from red.spec.status import HEALTHY
+
 
 class Sink(Protocol):
     def emit(self, report: dict[str, Any]) -> None: ...
@@ -75,7 +77,7 @@ class ConsoleSink:
                 report["federation"], total=report["rounds"], completed=report["round"], status="starting"
             )
         nodes = report.get("nodes", [])
-        alive = sum(1 for n in nodes if n["health"] in ("Alive", "Finished"))
+        alive = sum(1 for n in nodes if n["health"] in HEALTHY)
         m = report.get("metrics", {})
         status = " ".join(f"{k}={v:.3f}" for k, v in m.items() if isinstance(v, float)) + (
             f"  nodes {alive}/{len(nodes)}" if nodes else ""

@@ -182,6 +182,7 @@ def build_job_request(
         ),
         "RED_NAMESPACE": namespace,
         "RED_REPORT_CONFIGMAP": names.report_configmap(fed),
+        "RED_SUBMISSION_ID": submission_id,  # stamped on every report: the operator ignores other attempts
         "RED_RESUME": "1" if resume else "0",
         "RED_REPORT_INTERVAL_SECONDS": f"{report_interval_seconds:g}",
         **(extra_env or {}),

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     cfg = client.Configuration.get_default_copy()
     cfg.connection_pool_maxsize = settings.workers + 4
-    reconciler = Reconciler(Kube(client.ApiClient(cfg)), settings)
+    reconciler = Reconciler(Kube(client.ApiClient(cfg), settings.api_timeout_seconds), settings)
     registry = build_registry(reconciler, settings)
     metrics.serve(args.metrics_port, args.bind)
     logging.getLogger(__name__).info(

@@ -19,14 +19,16 @@ from typing import Any
 from red.errors import SpecError
 from red.spec.loader import spec_from_dict
 from red.spec.model import FederationSpec
+from red.spec.status import Event, ReportReading, parse_report
 from red_operator import builders, conditions, metrics, names
 from red_operator.decide import SUSPENDED, TERMINAL_PHASES, RayJob, plan
+from red_operator.failures import Backoff, describe, failure_conditions
 from red_operator.jobs import DashboardError, JobsClient, dashboard_url
 from red_operator.kube import Kube
 from red_operator.readiness import observe_cluster
 from red_operator.settings import Settings
 from red_operator.sizing import size_cluster
-from red_operator.status import Observed, fold
+from red_operator.status import Observed, fold, recover
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,12 @@ class Outcome:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     """(type Normal|Warning, reason, message) to post on the Federation."""
     written: bool = False
+    skipped: bool = False
+    """True when the pass was not run: the Federation is backing off after a failure."""
+    error: str | None = None
+    """Why the pass failed (also in the Synced condition and a Warning Event)."""
+    error_kind: str | None = None
+    """ApiError (the API server answered with an error) or ReconcileError (anything else)."""
 
 
 class Reconciler:
@@ -46,8 +54,56 @@ class Reconciler:
         # Federations (by uid) whose owned objects this process has made sure of; re-checked after a
         # restart. Something deleted by hand meanwhile is recreated by the next operator start.
         self._ensured: set[str] = set()
+        self.backoff = Backoff(base=settings.reconcile_interval_seconds, cap=settings.max_backoff_seconds)
+        # Names the engine image knows but this process cannot import: known, so specs naming them pass.
+        from red import registry
+
+        for kind, plugin in settings.plugins():
+            {"task": registry.tasks, "algorithm": registry.algorithms, "schema": registry.schemas}[kind].add(
+                plugin, None
+            )
 
     # --- the pass ---------------------------------------------------------------------------------
+    def run(self, body: Mapping[str, Any], *, now: datetime | None = None) -> Outcome:
+        """One timer tick: a pass, unless the Federation is backing off after a failed one. A pass that
+        raises becomes `Synced=False`, a Warning Event and an exponentially longer wait."""
+        uid = body["metadata"]["uid"]
+        now = now or datetime.now(UTC)
+        if not self.backoff.due(uid, now):
+            return Outcome(dict(body.get("status") or {}), skipped=True)
+        try:
+            out = self.reconcile(body, now=now)
+        except Exception as err:
+            return self._failed(body, err, now)
+        self.backoff.succeeded(uid)
+        return out
+
+    def _failed(self, body: Mapping[str, Any], err: Exception, now: datetime) -> Outcome:
+        meta = body["metadata"]
+        name, ns = meta["name"], meta["namespace"]
+        failure = describe(err)
+        wait = self.backoff.failed(meta["uid"], now)
+        log.warning("%s/%s: pass failed, next try in %g s: %s", ns, name, wait, failure.message)
+        prev: dict[str, Any] = dict(body.get("status") or {})
+        new = {
+            **prev,
+            "conditions": failure_conditions(
+                list(prev.get("conditions") or []),
+                failure,
+                wait,
+                generation=int(prev.get("observedGeneration") or 0),
+                now=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            ),
+        }
+        kind = "ApiError" if failure.code else "ReconcileError"
+        out = Outcome(new, [("Warning", kind, failure.message)], error=failure.message, error_kind=kind)
+        try:
+            self.kube.patch_status(ns, name, prev, new)
+            out.written = True
+        except Exception as patch_err:  # the status itself may be what fails (a 403): the Event still goes
+            log.warning("%s/%s: could not record the failure in status: %s", ns, name, describe(patch_err).message)
+        return out
+
     def reconcile(self, body: Mapping[str, Any], *, now: datetime | None = None) -> Outcome:
         meta = body["metadata"]
         name, ns, uid = meta["name"], meta["namespace"], meta["uid"]
@@ -57,11 +113,14 @@ class Reconciler:
         events: list[tuple[str, str, str]] = []
 
         try:
-            spec = spec_from_dict(body.get("spec"), source=f"Federation {ns}/{name}")
+            # check_registry: an unknown task, algorithm or schema fails here, before a GPU cluster exists.
+            spec = spec_from_dict(body.get("spec"), source=f"Federation {ns}/{name}", check_registry=True)
         except SpecError as err:
             return self._finish(
                 name, ns, prev, fold(prev, Observed(generation, now, None, spec_error=str(err))), events
             )
+        stored = prev
+        prev = recover(stored)  # a fixed spec revives a Federation that failed only for its spec
 
         sizing = size_cluster(spec)
         existing = spec.cluster.existing_cluster
@@ -102,9 +161,22 @@ class Reconciler:
             except DashboardError as err:
                 ray_job = RayJob(job.get("status"), reachable=False)
                 dashboard_error = str(err)
-        report = None if terminal else self.kube.read_report(ns, names.report_configmap(name))
+        report: ReportReading | None = None
+        if not terminal:
+            text = self.kube.read_report(ns, names.report_configmap(name))
+            report = parse_report(text, submission_id=sid) if text else None
+        latest = report.report if report is not None else None
+        engine_reason = latest.reason if latest is not None and latest.event == Event.FAILED else None
 
-        p = plan(spec, prev, ray_job, cluster_ready=cluster.ready, fits=sizing.fits, now=now)
+        p = plan(
+            spec,
+            prev,
+            ray_job,
+            cluster_ready=cluster.ready,
+            fits=sizing.fits,
+            now=now,
+            engine_reason=engine_reason,
+        )
 
         # --- act
         if p.cluster == "ensure" and rc is None:
@@ -161,7 +233,7 @@ class Reconciler:
                 dashboard_error=dashboard_error,
             ),
         )
-        return self._finish(name, ns, prev, new, events)
+        return self._finish(name, ns, stored, new, events)
 
     # --- pieces -----------------------------------------------------------------------------------
     def _owned(self, name: str, ns: str, uid: str) -> list[dict[str, Any]]:

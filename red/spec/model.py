@@ -6,6 +6,7 @@ The file a user writes *is* the Kubernetes object, so the same YAML works for `r
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -21,10 +22,34 @@ VERSION = "v1alpha1"
 PLURAL = "federations"
 
 BUILTIN_SCHEMAS = ("star", "ring", "mesh", "k-regular", "custom", "cluster")
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # The engine image of this release: its tag is the package version (red/_version.py).
 ENGINE_IMAGE = f"ghcr.io/red-dev/red-engine:{__version__}"
+# One limit for the model and the CRD (red.spec.crd reads these): owned objects are named
+# `<federation>-<suffix>` and KubeRay adds its own suffixes to pod names.
+MAX_NAME_LENGTH = 40
+MAX_POOL_NAME_LENGTH = 30
+MAX_EDGES = 20_000
+MAX_NODE_ID_LENGTH = 63
+MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The first parameter that is, or spells, a non-finite number (`lr: "nan"` makes a model diverge)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, str):
+        try:
+            return None if math.isfinite(float(value)) else path
+        except ValueError:
+            return None
+    if isinstance(value, dict):
+        return next((p for k, v in value.items() if (p := _non_finite(v, f"{path}.{k}"))), None)
+    if isinstance(value, list):
+        return next((p for i, v in enumerate(value) if (p := _non_finite(v, f"{path}[{i}]"))), None)
+    return None
 
 
 class Model(BaseModel):
@@ -38,6 +63,14 @@ class Model(BaseModel):
 class NamedParams(Model):
     name: str = Field(description="Registered name.")
     params: dict[str, Any] = Field(default_factory=dict, description="Free-form parameters.")
+
+    @field_validator("params")
+    @classmethod
+    def _finite(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = _non_finite(v, "params")
+        if bad is not None:
+            raise ValueError(f"{bad} is not a finite number (NaN or infinity would make training diverge)")
+        return v
 
 
 class AlgorithmSpec(NamedParams):
@@ -83,8 +116,13 @@ class TopologySpec(Model):
     """Graph parameters for the schemas that need them."""
 
     degree: int | None = Field(default=None, ge=1, description="k for `k-regular`.")
-    edges: list[Annotated[list[str], Field(min_length=2, max_length=2)]] | None = Field(
-        default=None, description="Edge list for `custom`, as node-id pairs."
+    edges: (
+        list[Annotated[list[Annotated[str, Field(max_length=MAX_NODE_ID_LENGTH)]], Field(min_length=2, max_length=2)]]
+        | None
+    ) = Field(
+        default=None,
+        max_length=MAX_EDGES,
+        description="Edge list for `custom`, as node-id pairs; every node in at least one, no self-loops.",
     )
     cluster_size: int | None = Field(default=None, ge=1, description="Clients per head for `cluster`.")
 
@@ -128,8 +166,10 @@ class NodePool(Model):
     @field_validator("name")
     @classmethod
     def _dns(cls, v: str) -> str:
-        if not DNS_LABEL.match(v) or len(v) > 30:
-            raise ValueError("must be a lowercase DNS label of at most 30 characters, e.g. 'h100'")
+        if not DNS_LABEL.match(v) or len(v) > MAX_POOL_NAME_LENGTH:
+            raise ValueError(
+                f"must be a lowercase DNS label of at most {MAX_POOL_NAME_LENGTH} characters, e.g. 'h100'"
+            )
         return v
 
 
@@ -162,7 +202,9 @@ class FederationSpec(Model):
     round_deadline_seconds: float | None = Field(
         default=None, gt=0, description="Stragglers later than this are left out of the round."
     )
-    seed: int = Field(default=0, description="Seeds data partitioning, sampling and model init.")
+    seed: int = Field(
+        default=0, ge=0, le=MAX_SEED, description="Seeds data partitioning, sampling and model init."
+    )
     algorithm: AlgorithmSpec = Field(default_factory=AlgorithmSpec)
     task: TaskSpec = Field(default_factory=TaskSpec)
     topology: TopologySpec = Field(default_factory=TopologySpec)
@@ -223,12 +265,25 @@ class FederationSpec(Model):
             problems.append("schema 'custom' needs spec.topology.edges, e.g. [[client_0, client_1]]")
         if self.schema_ == "custom" and self.topology.edges:
             known = {f"client_{i}" for i in range(self.clients)}
-            unknown = sorted({n for edge in self.topology.edges for n in edge if n not in known})
+            linked: set[str] = set()
+            unknown: set[str] = set()
+            for i, (a, b) in enumerate(self.topology.edges):
+                unknown.update(n for n in (a, b) if n not in known)
+                if a == b:
+                    problems.append(f"spec.topology.edges[{i}] is a self-loop ({a} to itself): remove it")
+                linked.update((a, b))
             problems.extend(
                 f"spec.topology.edges names {n!r}, which is not a node; nodes are "
                 f"client_0 .. client_{self.clients - 1}"
-                for n in unknown
+                for n in sorted(unknown)
             )
+            alone = sorted(known - linked, key=lambda n: int(n.rsplit("_", 1)[1]))
+            if alone and not unknown:  # a misspelt node name explains the loners: one problem, not two
+                problems.append(
+                    f"spec.topology.edges leaves {len(alone)} node(s) without a neighbour "
+                    f"({', '.join(alone[:5])}{', ...' if len(alone) > 5 else ''}): connect each one or lower "
+                    "spec.clients"
+                )
         if (
             self.schema_ == "cluster"
             and self.topology.cluster_size is not None
@@ -267,10 +322,10 @@ class ObjectMeta(Model):
     @field_validator("name")
     @classmethod
     def _dns(cls, v: str) -> str:
-        if not DNS_LABEL.match(v) or len(v) > 63:
+        if not DNS_LABEL.match(v) or len(v) > MAX_NAME_LENGTH:
             raise ValueError(
-                f"{v!r} is not a valid name: use lowercase letters, digits and '-', at most 63 "
-                "characters, starting and ending with a letter or digit (e.g. 'digits-star')"
+                f"{v!r} is not a valid name: use lowercase letters, digits and '-', at most "
+                f"{MAX_NAME_LENGTH} characters, starting and ending with a letter or digit (e.g. 'digits-star')"
             )
         return v
 

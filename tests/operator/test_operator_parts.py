@@ -21,7 +21,9 @@ class FakeCore:
         self.patches: list[dict[str, Any]] = []
         self.fail = fail
 
-    def patch_namespaced_config_map(self, name: str, namespace: str, body: dict[str, Any]) -> None:
+    def patch_namespaced_config_map(
+        self, name: str, namespace: str, body: dict[str, Any], _request_timeout: float | None = None
+    ) -> None:
         if self.fail:
             self.fail -= 1
             raise RuntimeError("apiserver down")
@@ -124,3 +126,31 @@ def test_rbac_is_not_a_wildcard() -> None:
     for rule in rbac.RULES:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
     assert not _allowed("", "secrets", "list")  # no reading other people's Secrets wholesale
+
+
+def test_engine_plugins_setting() -> None:
+    assert Settings(engine_plugins="task:cifar, schema:my-ring").plugins() == [("task", "cifar"), ("schema", "my-ring")]
+    assert Settings().plugins() == []
+    with pytest.raises(ValueError, match="kind:name"):
+        Settings(engine_plugins="cifar").plugins()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "patch"),
+    [
+        ({"a": 1, "b": 2}, {"a": 1}, {"b": None, "a": 1}),
+        (
+            {"metrics": {"accuracy": 0.5, "loss": 1.0}},
+            {"metrics": {"loss": 0.9}},
+            {"metrics": {"accuracy": None, "loss": 0.9}},
+        ),
+        ({"nodes": [1, 2]}, {"nodes": [3]}, {"nodes": [3]}),
+        ({"job": 1}, {"job": {"a": 1}}, {"job": {"a": 1}}),
+    ],
+)
+def test_status_merge_patch_removes_nested_keys(
+    old: dict[str, Any], new: dict[str, Any], patch: dict[str, Any]
+) -> None:
+    from red_operator.kube import merge_patch
+
+    assert merge_patch(old, new) == patch

@@ -19,7 +19,9 @@ import pytest
 from tests.helpers import ROOT
 
 FORBIDDEN_IN_ENGINE = ("kopf", "kubernetes", "prometheus_client", "red_operator")
-OPERATOR_MAY_USE = ("red.spec", "red.errors", "red.report", "red._version")
+# red.registry: names only (built-ins are dotted paths), so the operator can refuse an unknown task or
+# algorithm before any GPU is held, without importing Ray or torch.
+OPERATOR_MAY_USE = ("red.spec", "red.errors", "red.report", "red.registry", "red._version")
 ENGINE_JOB = "red_operator.engine_job"
 
 

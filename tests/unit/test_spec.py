@@ -46,6 +46,23 @@ def test_camel_case_round_trip() -> None:
         ({"schema": "custom", "topology": {"edges": [["client_0", "client_9"]]}}, "names 'client_9'"),
         ({"resources": {"perNode": {"gpu": 1.5}}}, "a GPU amount above 1 must be a whole number"),
         ({"resources": {"placementStrategy": "RANDOM"}}, "spec.resources.placementStrategy"),
+        # Caught at the edge, before a GPU cluster exists (issue 11, item 10)
+        ({"seed": -1}, "spec.seed: Input should be greater than or equal to 0"),
+        ({"task": {"name": "digits", "params": {"lr": "nan"}}}, "params.lr is not a finite number"),
+        ({"task": {"name": "digits", "params": {"lr": float("inf")}}}, "params.lr is not a finite number"),
+        ({"algorithm": {"name": "fedprox", "params": {"mu": "-Infinity"}}}, "params.mu is not a finite number"),
+        (
+            {"schema": "custom", "topology": {"edges": [["client_0", "client_1"], ["client_2", "client_2"]]}},
+            "spec.topology.edges[1] is a self-loop (client_2 to itself)",
+        ),
+        (
+            {"schema": "custom", "topology": {"edges": [["client_0", "client_1"]]}},
+            "leaves 1 node(s) without a neighbour (client_2)",
+        ),
+        (
+            {"schema": "custom", "topology": {"edges": [["client_0", "client_1"]] * 20_001}},
+            "spec.topology.edges: List should have at most 20000 items",
+        ),
     ],
 )
 def test_bad_spec_gets_one_clear_message(patch: dict[str, object], expect: str) -> None:
@@ -70,12 +87,14 @@ def test_wrong_kind_and_api_version() -> None:
         federation_from_dict(d)
 
 
-def test_bad_name() -> None:
-    d = fed_dict(name="Digits_Star")
-    with pytest.raises(SpecError, match="metadata.name: 'Digits_Star' is not a valid name"):
+@pytest.mark.parametrize("name", ["Digits_Star", "a.b", "x" * 41])
+def test_bad_name(name: str) -> None:
+    # The same limits as the CRD's (one constant): a name the CRD accepts is one the model accepts.
+    with pytest.raises(SpecError, match=f"metadata.name: '{name}' is not a valid name.*at most 40"):
         from red.spec import federation_from_dict
 
-        federation_from_dict(d)
+        federation_from_dict(fed_dict(name=name))
+    assert make_fed(name="x" * 40).name == "x" * 40
 
 
 def test_malformed_yaml_names_line(tmp_path: Path) -> None:
