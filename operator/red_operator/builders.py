@@ -140,7 +140,8 @@ def build_role(fed: str, namespace: str, uid: str) -> dict[str, Any]:
                 "apiGroups": [""],
                 "resources": ["configmaps"],
                 "resourceNames": [names.report_configmap(fed)],
-                "verbs": ["get", "update", "patch"],
+                # patch only (the sink's one call): the operator must hold whatever this grants.
+                "verbs": ["get", "patch"],
             }
         ],
     }

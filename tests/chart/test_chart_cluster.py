@@ -165,14 +165,18 @@ def _rule_checks() -> list[tuple[str, str, str]]:
 
 CLUSTER_SCOPED = {"namespaces", "customresourcedefinitions.apiextensions.k8s.io"}
 
-# Things the operator must NOT be able to do (least privilege).
+# Things the operator must NOT be able to do (least privilege), checked here and in kube-system.
 FORBIDDEN = [
     ("delete", "nodes", ""),
+    ("get", "secrets", ""),  # tokens are derived from the operator's key, never read
     ("list", "secrets", ""),
+    ("delete", "secrets", ""),  # token Secrets go with their Federation (garbage collector)
     ("watch", "secrets", ""),
     ("update", "secrets", ""),
     ("patch", "secrets", ""),
     ("create", "deployments.apps", ""),
+    ("create", "serviceaccounts", "token"),  # dev-only opt-in (rbac.engineTokenRequests)
+    ("update", "configmaps", ""),
     ("create", "pods", ""),
     ("delete", "pods", ""),
     ("create", "pods", "exec"),
@@ -207,6 +211,8 @@ def test_service_account_can_do_what_the_operator_needs_and_nothing_more(release
     for verb, res, sub in FORBIDDEN:
         if release.can_i(verb, res, subresource=sub):
             excess.append((verb, res, sub))
+        if release.can_i(verb, res, namespace="kube-system", subresource=sub):
+            excess.append((verb, res, sub, "kube-system"))
         if res == "secrets" and release.can_i(verb, res, namespace="*"):
             excess.append((verb, res, "all namespaces"))
     assert not missing, f"the chart's ServiceAccount lacks: {missing}"

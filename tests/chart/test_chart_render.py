@@ -3,6 +3,7 @@ and every flag/env var it passes known to the operator. No cluster needed (helm 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import tomllib
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from red_operator import main as operator_main
-from red_operator.rbac import RULES
+from red_operator.rbac import DEV_RULES, RULES
 from red_operator.settings import ENV_PREFIX, Settings
 
 from tests.chart.tools import CHART, REPO, by_kind, helm, norm, one, render
@@ -223,3 +224,32 @@ def test_every_value_is_documented_and_typed() -> None:
         for part in path.split("."):
             node = node["properties"][part]
         assert node.get("description"), f"{path} has no description in values.schema.json"
+
+
+def test_token_requests_are_dev_only_opt_in() -> None:
+    (role,) = by_kind(render(), "ClusterRole")
+    assert not any("serviceaccounts/token" in r["resources"] for r in role["rules"])
+    (role,) = by_kind(render("rbac.engineTokenRequests=true"), "ClusterRole")
+    assert norm(role["rules"]) == norm(RULES + DEV_RULES)
+    roles = by_kind(render("rbac.scope=namespace", "rbac.engineTokenRequests=true"), "Role")
+    assert all(any("serviceaccounts/token" in r["resources"] for r in role["rules"]) for role in roles)
+
+
+def test_token_key_is_generated_once_and_mounted_not_read() -> None:
+    objs = render()
+    secret = next(o for o in by_kind(objs, "Secret") if o["metadata"]["name"].endswith("-token-key"))
+    assert len(base64.b64decode(secret["data"]["key"])) == 64
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert secret["data"]["key"] != next(o for o in by_kind(render(), "Secret"))["data"]["key"]  # random
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    (vol,) = [v for v in pod["volumes"] if "secret" in v]
+    assert vol["secret"]["secretName"] == secret["metadata"]["name"]
+    (c,) = pod["containers"]
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == vol["name"]]
+    args = operator_main._parser().parse_args(c["args"])
+    assert str(args.token_key_file).startswith(mount["mountPath"] + "/") and mount["readOnly"] is True
+
+    objs = render("tokenKey.existingSecret=my-key")
+    assert not by_kind(objs, "Secret")
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["my-key"]

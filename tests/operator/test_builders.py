@@ -123,7 +123,7 @@ def test_engine_role_is_limited_to_its_configmap() -> None:
         "apiGroups": [""],
         "resources": ["configmaps"],
         "resourceNames": ["fl-report"],
-        "verbs": ["get", "update", "patch"],
+        "verbs": ["get", "patch"],
     }
     binding = builders.build_role_binding("fl", "ns", UID)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "fl-engine", "namespace": "ns"}]

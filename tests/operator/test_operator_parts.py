@@ -109,8 +109,7 @@ def _allowed(group: str, resource: str, verb: str) -> bool:
         ("ray.io", "rayclusters", "delete"),
         ("", "pods", "list"),
         ("", "secrets", "create"),
-        ("", "configmaps", "update"),  # held, so the engine's Role may grant it
-        ("", "serviceaccounts/token", "create"),
+        ("", "configmaps", "patch"),  # held, so the engine's Role may grant it
         ("rbac.authorization.k8s.io", "roles", "create"),
         ("rbac.authorization.k8s.io", "rolebindings", "delete"),
         ("", "events", "create"),
@@ -124,3 +123,23 @@ def test_rbac_is_not_a_wildcard() -> None:
     for rule in rbac.RULES:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
     assert not _allowed("", "secrets", "list")  # no reading other people's Secrets wholesale
+
+
+@pytest.mark.parametrize(
+    ("group", "resource", "verb"),
+    [
+        ("", "secrets", "get"),  # tokens are derived, never read
+        ("", "secrets", "list"),
+        ("", "secrets", "delete"),  # the token Secret goes with its Federation (garbage collector)
+        ("", "configmaps", "update"),
+        ("", "serviceaccounts/token", "create"),  # dev-only: rbac.DEV_RULES
+        ("rbac.authorization.k8s.io", "roles", "escalate"),
+        ("rbac.authorization.k8s.io", "roles", "bind"),
+    ],
+)
+def test_rbac_leaves_out(group: str, resource: str, verb: str) -> None:
+    assert not _allowed(group, resource, verb)
+
+
+def test_dev_rules_are_only_token_requests() -> None:
+    assert rbac.DEV_RULES == [{"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}]
