@@ -66,6 +66,17 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("name too long", {**spec_with(), "metadata": {"name": "x" * 41}}, "metadata.name must be at most 40 characters"),
     ("stall timeout too short", spec_with(stallTimeoutSeconds=1), "should be greater than or equal to 10"),
+    # Used to pass the edge and then hang the Federation (issue 11, item 9).
+    (
+        "empty existingCluster",
+        spec_with(cluster={"existingCluster": ""}),
+        "spec.cluster.existingCluster in body should be at least 1 chars long",
+    ),
+    (
+        "existingCluster not a DNS name",
+        spec_with(cluster={"existingCluster": "Shared_Cluster"}),
+        "spec.cluster.existingCluster in body should match",
+    ),
 ]
 
 

@@ -45,6 +45,8 @@ def test_camel_case_round_trip() -> None:
         ({"schema": "custom", "topology": {"edges": [["client_0", "client_9"]]}}, "names 'client_9'"),
         ({"resources": {"perNode": {"gpu": 1.5}}}, "a GPU amount above 1 must be a whole number"),
         ({"resources": {"placementStrategy": "RANDOM"}}, "spec.resources.placementStrategy"),
+        ({"cluster": {"existingCluster": ""}}, "spec.cluster.existingCluster: must name a RayCluster"),
+        ({"cluster": {"existingCluster": "My_Cluster"}}, "remove the field to get a cluster of the Federation's"),
     ],
 )
 def test_bad_spec_gets_one_clear_message(patch: dict[str, object], expect: str) -> None:
