@@ -230,15 +230,17 @@ def test_installed_roles_equal_operator_rules(release: Release) -> None:
 def test_operator_reconciles_a_federation_with_the_charts_identity(release: Release, tmp_path: Path) -> None:
     ns = release.namespace
     kubeconfig = sa_kubeconfig(release.cluster, ns, release.sa, tmp_path / "sa.kubeconfig")
-    token = tmp_path / "ray-token"
-    token.write_text("not-a-real-ray-token\n")
+    key = tmp_path / "token-key"
+    key.write_text("a-key-of-at-least-32-bytes-for-this-test\n")
     # No Ray head answers here: the cluster side (RayCluster, status) is what this test checks; the
-    # operator's own e2e runs the job on a real Ray head.
+    # operator's own e2e runs the job on a real Ray head. Tokens are derived from the key, as in cluster:
+    # this identity may create the token Secret but read no Secret at all.
     op = start_operator(
         kubeconfig,
         tmp_path / "op",
         dashboard_url=f"http://127.0.0.1:{free_port()}",
-        token_file=token,
+        token_file=None,
+        token_key_file=key,
         namespaces=[ns],  # other tests' namespaces are not ours to reconcile, even with a ClusterRole
     )
     try:
@@ -267,6 +269,8 @@ def test_operator_reconciles_a_federation_with_the_charts_identity(release: Rele
         rc = wait_until("the RayCluster", raycluster, log=op.logs)
         owner = rc["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["name"]) == ("Federation", "chart-fed")
+        secret = rc["spec"]["authOptions"]["secretName"]
+        assert release.cluster.kubectl("get", "secret", secret, "-n", ns, check=False).returncode == 0
 
         def cluster_ready() -> Any:
             st = kubectl_json(release.cluster, "get", "federation", "chart-fed", "-n", ns).get("status") or {}
