@@ -188,20 +188,32 @@ class Reconciler:
     # --- pieces -----------------------------------------------------------------------------------
     def _ensure_owned(self, name: str, ns: str, uid: str, borrowed_accounts: list[str] | None) -> Blocked | None:
         """Create the Federation's own objects. One that exists already is ours only with our controller
-        ownerReference; a look-alike is reported and left alone (not used, never deleted)."""
-        conflicts: list[str] = []
-        for obj in self._owned(name, ns, uid, borrowed_accounts):
+        ownerReference. Look-alikes are looked for first, and if there is one nothing is created (a
+        RoleBinding would otherwise grant our Role to someone else's ServiceAccount): it is reported and
+        left alone, neither used nor ever deleted."""
+        owned = self._owned(name, ns, uid, borrowed_accounts)
+        conflicts = self._look_alikes(owned, ns, uid)
+        for obj in [] if conflicts else owned:
             kind, obj_name = obj["kind"], obj["metadata"]["name"]
             if self.kube.create(obj):
                 log.info("%s/%s: created %s %s", ns, name, kind, obj_name)
-            elif kind != "Secret":  # the token Secret's name carries our uid (names.token_secret)
-                found = self.kube.get(kind, ns, obj_name)
-                if found is not None and not ownership.is_owned(found, uid):
-                    conflicts.append(ownership.conflict_message(kind, ns, obj_name, found))
+            else:  # appeared since we looked: whose is it?
+                conflicts += self._look_alikes([obj], ns, uid)
         if conflicts:
             return Blocked("NameConflict", " ".join(conflicts))
         self._ensured.add(uid)
         return None
+
+    def _look_alikes(self, objs: list[dict[str, Any]], ns: str, uid: str) -> list[str]:
+        out = []
+        for obj in objs:
+            kind, obj_name = obj["kind"], obj["metadata"]["name"]
+            if kind == "Secret":  # unreadable by design; its name carries our uid (names.token_secret)
+                continue
+            found = self.kube.get(kind, ns, obj_name)
+            if found is not None and not ownership.is_owned(found, uid):
+                out.append(ownership.conflict_message(kind, ns, obj_name, found))
+        return out
 
     def _owned(self, name: str, ns: str, uid: str, borrowed_accounts: list[str] | None) -> list[dict[str, Any]]:
         """`borrowed_accounts` is None for a cluster of our own; a borrowed one keeps its own token."""

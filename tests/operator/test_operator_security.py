@@ -58,8 +58,11 @@ def test_look_alikes_are_reported_never_used_and_survive_deletion(
     st = status(kube_cluster, ns, name)
     assert condition(st, "JobSubmitted")["reason"] == "NameConflict" and "job" not in st
     assert ("Warning", "StalledTrue") in {(e["type"], e["reason"]) for e in events(kube_cluster, ns, name)}
-    # Nothing runs on top of a look-alike: no cluster (its pods would run as that ServiceAccount), no job.
+    # Nothing runs on top of a look-alike: no cluster (its pods would run as that ServiceAccount), no job,
+    # and nothing is created at all (a RoleBinding would grant our Role to that ServiceAccount).
     assert meta_of(kube_cluster, ns, "raycluster", f"{name}-ray") is None
+    assert meta_of(kube_cluster, ns, "rolebinding", f"{name}-engine") is None
+    assert meta_of(kube_cluster, ns, "role", f"{name}-engine") is None
     assert not jobs_of(ray_head, submission_prefix(get_fed(kube_cluster, ns, name)))
 
     kube_cluster.kubectl("delete", "federation", name, "-n", ns, "--timeout=120s")
