@@ -14,6 +14,7 @@ import yaml
 from red_operator.rbac import RULES
 
 from tests.chart.tools import CHART, helm, norm, render
+from tests.cluster.test_harness_smoke import raycluster_manifest
 from tests.fixtures.cluster import KubeCluster, kubectl_json
 from tests.helpers import fed_dict, wait_until
 from tests.operator.operator_proc import start_operator
@@ -292,4 +293,69 @@ def test_operator_reconciles_a_federation_with_the_charts_identity(release: Rele
         logs = op.logs()
         assert "Forbidden" not in logs and " 403" not in logs, logs[-6000:]
     finally:
+        op.stop()
+
+
+def test_a_borrowed_clusters_token_needs_its_owners_explicit_grant(release: Release, tmp_path: Path) -> None:
+    """The chart's identity reads no Secret: borrowing a RayCluster whose token Secret nobody granted it
+    is refused with the commands that grant it; once granted, the refusal goes."""
+    if release.scope != "cluster":
+        pytest.skip("the grant is the same in both scopes; once is enough")
+    ns = release.namespace
+    kubeconfig = sa_kubeconfig(release.cluster, ns, release.sa, tmp_path / "sa.kubeconfig")
+    key = tmp_path / "token-key"
+    key.write_text("a-key-of-at-least-32-bytes-for-this-test\n")
+    shared = raycluster_manifest("shared", workers=0)
+    shared["metadata"]["namespace"] = ns
+    shared["spec"]["authOptions"] = {"mode": "token", "secretName": "shared-token"}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "shared-token", "namespace": ns},
+        "stringData": {"auth_token": "the-lenders-token"},
+    }
+    for obj in (secret, shared):
+        release.cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    op = start_operator(
+        kubeconfig,
+        tmp_path / "op",
+        dashboard_url=f"http://127.0.0.1:{free_port()}",
+        token_file=None,
+        token_key_file=key,
+        namespaces=[ns],
+    )
+    try:
+        fed = fed_dict("borrower")
+        fed["metadata"]["namespace"] = ns
+        fed["spec"]["cluster"] = {"existingCluster": "shared"}
+        release.cluster.kubectl("apply", "-f", "-", input=json.dumps(fed))
+
+        def stalled() -> Any:
+            st = kubectl_json(release.cluster, "get", "federation", "borrower", "-n", ns).get("status") or {}
+            return {c["type"]: c for c in st.get("conditions") or []}.get("Stalled") or {}
+
+        def refused() -> Any:
+            c = stalled()
+            return c if c.get("reason") == "TokenNotReadable" else None
+
+        c = wait_until("Stalled=True/TokenNotReadable", refused, timeout_s=180, log=op.logs)
+        assert f"Secret {ns}/shared-token" in c["message"] and "kubectl create role" in c["message"], c
+        # The owner's explicit grant: get on that one Secret, for the operator's ServiceAccount.
+        release.cluster.kubectl(
+            "create", "role", "red-read-shared-token", "-n", ns, "--verb=get", "--resource=secrets",
+            "--resource-name=shared-token",
+        )
+        release.cluster.kubectl(
+            "create", "rolebinding", "red-read-shared-token", "-n", ns, "--role=red-read-shared-token",
+            f"--serviceaccount={ns}:{release.sa}",
+        )
+        wait_until("the refusal to go", lambda: stalled() and not refused(), timeout_s=120, log=op.logs)
+        assert release.can_i("get", "secrets") is False  # still no Secret in general
+    finally:
+        release.cluster.kubectl("delete", "federation", "borrower", "-n", ns, "--wait=false", check=False)
+        wait_until(
+            "the Federation to be gone",
+            lambda: not kubectl_json(release.cluster, "get", "federations", "-n", ns)["items"],
+            log=op.logs,
+        )
         op.stop()
