@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from red_operator import main as operator_main
 from red_operator import names, rbac
 from red_operator.engine_job import MAX_NODES_IN_REPORT, ConfigMapSink, compact
 from red_operator.jobs import JobsClient, dashboard_url
@@ -75,6 +76,18 @@ def test_settings_from_env_and_cli() -> None:
     args = _parser().parse_args(["--dashboard-url-template", "http://x:1", "--ray-token-file", "/t"])
     s2 = settings_from_args(args, env={})
     assert s2.dashboard_url_template == "http://x:1" and s2.ray_token_file == Path("/t")
+    s3 = settings_from_args(_parser().parse_args(["--token-key-file", "/k"]), env={})
+    assert s3.token_key_file == Path("/k")
+    assert Settings.from_env({"RED_OPERATOR_TOKEN_KEY_FILE": "/k2"}).token_key_file == Path("/k2")
+
+
+def test_operator_without_a_token_key_exits_with_the_fix(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("RED_OPERATOR_TOKEN_KEY_FILE", "RED_OPERATOR_RAY_TOKEN_FILE", "KUBECONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    assert operator_main.main([]) == 2
+    assert "--token-key-file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
