@@ -5,7 +5,7 @@
 Reads everything from the environment the operator set on the job (see `builders.build_job_request`):
 `RED_FEDERATION` (the Federation as JSON), `RED_NAMESPACE`, `RED_REPORT_CONFIGMAP`, `RED_SUBMISSION_ID`, `RED_RESUME`,
 `RED_REPORT_INTERVAL_SECONDS`, and `KUBECONFIG` for out-of-cluster runs (in a pod, the mounted token of
-the Federation's engine ServiceAccount is used). That account may update one ConfigMap and nothing else.
+the Federation's engine ServiceAccount is used). That account may patch one ConfigMap and nothing else.
 """
 
 from __future__ import annotations

@@ -86,8 +86,27 @@ class Kube:
             raise
         return True
 
-    def delete(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete, ignoring absence. True when something was deleted."""
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as a plain dict, or None when absent. Not for Secrets: the operator reads none."""
+        calls = {
+            "ConfigMap": self.core.read_namespaced_config_map,
+            "ServiceAccount": self.core.read_namespaced_service_account,
+            "Role": self.rbac.read_namespaced_role,
+            "RoleBinding": self.rbac.read_namespaced_role_binding,
+        }
+        if kind == "RayCluster":
+            return self.get_raycluster(namespace, name)
+        try:
+            obj: dict[str, Any] = self._raw(calls[kind], name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return obj
+
+    def delete(self, kind: str, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        """Delete, ignoring absence. True when something was deleted. With `uid`, only that very object
+        (a precondition): one that was replaced meanwhile by someone else's is left alone."""
         calls = {
             "Secret": self.core.delete_namespaced_secret,
             "ConfigMap": self.core.delete_namespaced_config_map,
@@ -95,15 +114,16 @@ class Kube:
             "Role": self.rbac.delete_namespaced_role,
             "RoleBinding": self.rbac.delete_namespaced_role_binding,
         }
+        body = {"preconditions": {"uid": uid}} if uid else None
         try:
             if kind == "RayCluster":
                 self.custom.delete_namespaced_custom_object(
-                    RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, propagation_policy="Background"
+                    RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, propagation_policy="Background", body=body
                 )
             else:
-                calls[kind](name, namespace)
+                calls[kind](name, namespace, body=body)
         except ApiException as err:
-            if err.status == 404:
+            if err.status == 404 or (uid and err.status == 409):
                 return False
             raise
         return True

@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", "-n", action="append", default=[], help="watch only these namespaces")
     p.add_argument("--dashboard-url-template", help="e.g. http://{service}.{namespace}.svc:8265")
     p.add_argument("--engine-kubeconfig-dir", type=Path, help="out-of-cluster: write engine kubeconfigs here")
+    p.add_argument("--token-key-file", type=Path, help="key the Ray tokens are derived from (>= 32 bytes)")
     p.add_argument("--ray-token-file", type=Path, help="development: the stand-in Ray head's token")
     p.add_argument("--reconcile-seconds", type=float, help="reconcile interval per Federation")
     p.add_argument("--metrics-port", type=int, default=int(os.environ.get("RED_OPERATOR_METRICS_PORT", "8000")))
@@ -72,6 +73,8 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
         overrides["dashboard_url_template"] = args.dashboard_url_template
     if args.engine_kubeconfig_dir:
         overrides["engine_kubeconfig_dir"] = args.engine_kubeconfig_dir
+    if args.token_key_file:
+        overrides["token_key_file"] = args.token_key_file
     if args.ray_token_file:
         overrides["ray_token_file"] = args.ray_token_file
     if args.reconcile_seconds:
@@ -85,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())  # kopf logs in from it too
     settings = settings_from_args(args)
+    if settings.token_key_file is None and settings.ray_token_file is None:
+        print(
+            "red-operator: no token key: pass --token-key-file (or RED_OPERATOR_TOKEN_KEY_FILE); the Helm "
+            "chart mounts one. Each Federation's Ray token is derived from it.",
+            file=sys.stderr,
+        )
+        return 2
 
     import kopf
     from kubernetes import client, config
@@ -92,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     from red_operator.handlers import build_registry
     from red_operator.kube import Kube
     from red_operator.reconcile import Reconciler
+    from red_operator.tokens import TokenKeyError
 
     if os.environ.get("KUBECONFIG"):
         config.load_kube_config(config_file=os.environ["KUBECONFIG"])  # type: ignore[no-untyped-call]
@@ -99,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     cfg = client.Configuration.get_default_copy()
     cfg.connection_pool_maxsize = settings.workers + 4
-    reconciler = Reconciler(Kube(client.ApiClient(cfg), settings.api_timeout_seconds), settings)
+    try:
+        reconciler = Reconciler(Kube(client.ApiClient(cfg), settings.api_timeout_seconds), settings)
+    except TokenKeyError as err:
+        print(f"red-operator: {err}", file=sys.stderr)
+        return 2
     registry = build_registry(reconciler, settings)
     metrics.serve(args.metrics_port, args.bind)
     logging.getLogger(__name__).info(

@@ -29,8 +29,10 @@ def raycluster(fed: str) -> str:
     return f"{fed}-ray"
 
 
-def token_secret(fed: str) -> str:
-    return f"{fed}-ray-token"
+def token_secret(fed: str, uid: str) -> str:
+    """Carries the Federation's uid: no object made before the Federation existed can have this name, so
+    the operator (which may create Secrets but never read them) can take a Secret of this name as its own."""
+    return f"{fed}-ray-token-{uid.replace('-', '')[:8]}"
 
 
 def report_configmap(fed: str) -> str:

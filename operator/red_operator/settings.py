@@ -22,9 +22,14 @@ class Settings:
     short-lived token from the TokenRequest API) into this directory and pass its *path* to the job.
     Unset (in cluster), the engine pods use their mounted ServiceAccount token."""
 
+    token_key_file: Path | None = None
+    """The operator's key (at least 32 bytes): each Federation's Ray token is HMAC-SHA256(key, its uid),
+    so the operator computes tokens and never reads Secrets (see red_operator.tokens). The chart mounts
+    it from a Secret it generates once; out of cluster pass a file of your own."""
+
     ray_token_file: Path | None = None
-    """Development only: put this file's token into each Federation's token Secret instead of a random
-    one, so a Ray head started by hand (the stand-in for the RayCluster's head) accepts it."""
+    """Development only: use this file's token for every Federation instead of a derived one, so a Ray
+    head started by hand (the stand-in for the RayCluster's head) accepts it."""
 
     engine_entrypoint: str = "python -m red_operator.engine_job"
     """The Ray job's entrypoint; it reads the Federation from the job's environment."""

@@ -38,6 +38,15 @@ def iso(ts: datetime) -> str:
 
 
 @dataclass(frozen=True)
+class Blocked:
+    """The operator refuses to go on until someone intervenes (a look-alike object, a cluster that may
+    not be borrowed, a Ray head that does not enforce token auth). Shown as Stalled=True with this reason."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Observed:
     generation: int
     now: datetime
@@ -54,6 +63,7 @@ class Observed:
     """The engine's report: already read (ReportReading), or raw (ConfigMap text or a decoded dict)."""
     dashboard_url: str | None = None
     dashboard_error: str | None = None
+    blocked: Blocked | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -185,6 +195,8 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
         conds.append(C.Condition(C.CLUSTER_READY, "False", "InsufficientResources", obs.sizing.shortfall or ""))
     elif spec.suspend:
         conds.append(C.Condition(C.CLUSTER_READY, "False", "Suspended", "the cluster is removed while suspended"))
+    elif obs.blocked is not None and (cluster is None or not cluster.exists):
+        conds.append(C.Condition(C.CLUSTER_READY, "False", obs.blocked.reason, obs.blocked.message))
     elif cluster is None or not cluster.exists:
         conds.append(C.Condition(C.CLUSTER_READY, "False", "Creating", "creating the RayCluster"))
     else:
@@ -204,6 +216,8 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
                 f"{sub} (attempt {job.get('attempts', 1)}): {job_status}",
             )
         )
+    elif obs.blocked is not None:
+        conds.append(C.Condition(C.JOB_SUBMITTED, "False", obs.blocked.reason, obs.blocked.message))
     else:
         conds.append(
             C.Condition(
@@ -320,6 +334,8 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
         status.pop("message", None)
     if obs.dashboard_error and phase not in TERMINAL_PHASES:
         status["message"] = obs.dashboard_error
+    if obs.blocked is not None and phase not in TERMINAL_PHASES:
+        status["message"] = obs.blocked.message
     status["phase"] = phase.value
     status["conditions"] = C.merge(prev_conds, conds, generation=obs.generation, now=now)
     return status
@@ -364,6 +380,8 @@ def _stalled(
 ) -> C.Condition:
     if obs.sizing is not None and not obs.sizing.fits:
         return C.Condition(C.STALLED, "True", "InsufficientResources", obs.sizing.shortfall or "")
+    if obs.blocked is not None and phase not in TERMINAL_PHASES:
+        return C.Condition(C.STALLED, "True", obs.blocked.reason, obs.blocked.message)
     if phase == Phase.FAILED:
         # kstatus (Flux, kubectl wait) reads a terminal failure from Stalled=True; without it a Failed
         # Federation would count as Current.

@@ -24,6 +24,7 @@ PLURAL = "federations"
 BUILTIN_SCHEMAS = ("star", "ring", "mesh", "k-regular", "custom", "cluster")
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # The engine image of this release: its tag is the package version (red/_version.py).
 ENGINE_IMAGE = f"ghcr.io/red-dev/red-engine:{__version__}"
@@ -179,10 +180,26 @@ class ClusterSpec(Model):
     ray_version: str = Field(default="2.60.0", description="Ray version of the image.")
     image: str = Field(default=ENGINE_IMAGE, description="Engine image.")
     existing_cluster: str | None = Field(
-        default=None, description="Use this RayCluster (same namespace) instead of creating one; never deleted."
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN.pattern,
+        description="Use this RayCluster (same namespace) instead of creating one; never deleted. It may not "
+        "be another Federation's cluster.",
     )
     head: HeadSpec = Field(default_factory=HeadSpec)
     node_pools: list[NodePool] = Field(default_factory=list)
+
+    @field_validator("existing_cluster", mode="before")
+    @classmethod
+    def _cluster_name(cls, v: Any) -> Any:
+        # Before the length check, so that "" gets this message too (it used to hang the Federation).
+        if isinstance(v, str) and not DNS_SUBDOMAIN.match(v):
+            raise ValueError(
+                "must name a RayCluster in the Federation's namespace (a lowercase DNS name, e.g. 'shared'); "
+                "remove the field to get a cluster of the Federation's own"
+            )
+        return v
 
 
 class FederationSpec(Model):

@@ -3,6 +3,7 @@ and every flag/env var it passes known to the operator. No cluster needed (helm 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from red_operator import main as operator_main
-from red_operator.rbac import RULES
+from red_operator.rbac import DEV_RULES, RULES
 from red_operator.settings import ENV_PREFIX, Settings
 
 import red
@@ -280,3 +281,32 @@ def test_notes_inline_a_valid_federation_and_point_at_nothing_the_chart_lacks() 
     assert fed.name == "digits-star"
     assert ENGINE_IMAGE in notes
     assert "--for=jsonpath='{.status.completionTime}'" in notes
+
+
+def test_token_requests_are_dev_only_opt_in() -> None:
+    (role,) = operator_cluster_roles(render())
+    assert not any("serviceaccounts/token" in r["resources"] for r in role["rules"])
+    (role,) = operator_cluster_roles(render("rbac.engineTokenRequests=true"))
+    assert norm(role["rules"]) == norm(RULES + DEV_RULES)
+    roles = by_kind(render("rbac.scope=namespace", "rbac.engineTokenRequests=true"), "Role")
+    assert all(any("serviceaccounts/token" in r["resources"] for r in role["rules"]) for role in roles)
+
+
+def test_token_key_is_generated_once_and_mounted_not_read() -> None:
+    objs = render()
+    secret = next(o for o in by_kind(objs, "Secret") if o["metadata"]["name"].endswith("-token-key"))
+    assert len(base64.b64decode(secret["data"]["key"])) == 64
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert secret["data"]["key"] != next(o for o in by_kind(render(), "Secret"))["data"]["key"]  # random
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    (vol,) = [v for v in pod["volumes"] if "secret" in v]
+    assert vol["secret"]["secretName"] == secret["metadata"]["name"]
+    (c,) = pod["containers"]
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == vol["name"]]
+    args = operator_main._parser().parse_args(c["args"])
+    assert str(args.token_key_file).startswith(mount["mountPath"] + "/") and mount["readOnly"] is True
+
+    objs = render("tokenKey.existingSecret=my-key")
+    assert not by_kind(objs, "Secret")
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["my-key"]

@@ -81,7 +81,7 @@ def test_raycluster_head_and_gpu_group() -> None:
     owner = meta["ownerReferences"][0]
     assert owner["kind"] == "Federation" and owner["uid"] == UID and owner["controller"] is True
     spec_ = rc["spec"]
-    assert spec_["authOptions"] == {"mode": "token", "secretName": "fl-ray-token"}
+    assert spec_["authOptions"] == {"mode": "token", "secretName": "fl-ray-token-0123abcd"}
     head = spec_["headGroupSpec"]["template"]["spec"]
     assert head["serviceAccountName"] == "fl-engine"
     assert "nvidia.com/gpu" not in head["containers"][0]["resources"]["limits"]
@@ -123,15 +123,42 @@ def test_engine_role_is_limited_to_its_configmap() -> None:
         "apiGroups": [""],
         "resources": ["configmaps"],
         "resourceNames": ["fl-report"],
-        "verbs": ["get", "update", "patch"],
+        "verbs": ["get", "patch"],
     }
     binding = builders.build_role_binding("fl", "ns", UID)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "fl-engine", "namespace": "ns"}]
 
 
-def test_token_secret_uses_kuberay_key() -> None:
+def test_token_secret_uses_kuberay_key_and_a_name_with_the_uid() -> None:
     secret = builders.build_token_secret("fl", "ns", UID, "t0k")
     assert secret["stringData"] == {"auth_token": "t0k"}
+    # Nothing made before the Federation existed can have this name (the operator cannot read Secrets).
+    assert secret["metadata"]["name"] == "fl-ray-token-0123abcd"
+
+
+def test_borrowed_cluster_accounts_may_write_the_report_and_nothing_else() -> None:
+    binding = builders.build_role_binding("fl", "ns", UID, ["lender", "fl-engine", "lender"])
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "fl-engine", "namespace": "ns"},
+        {"kind": "ServiceAccount", "name": "lender", "namespace": "ns"},
+    ]
+    assert binding["roleRef"]["name"] == "fl-engine"  # the Role limited to fl-report
+
+
+@pytest.mark.parametrize(
+    ("head_sa", "worker_sas", "expected"),
+    [
+        ("lender", ["lender"], ["lender"]),
+        (None, [], ["default"]),
+        ("head", ["w1", None], ["head", "w1", "default"]),
+    ],
+)
+def test_pod_accounts_of_a_raycluster(head_sa: str | None, worker_sas: list[str | None], expected: list[str]) -> None:
+    def template(sa: str | None) -> dict[str, Any]:
+        return {"template": {"spec": {"serviceAccountName": sa} if sa else {}}}
+
+    rc = {"spec": {"headGroupSpec": template(head_sa), "workerGroupSpecs": [template(s) for s in worker_sas]}}
+    assert builders.pod_accounts(rc) == expected
 
 
 def test_job_request_carries_spec_not_token() -> None:

@@ -79,6 +79,17 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         spec_with(schema="custom", clients=2, topology={"edges": [["client_0", "client_1"]] * 20_001}),
         "must have at most 20000 items",
     ),
+    # Used to pass the edge and then hang the Federation (issue 11, item 9).
+    (
+        "empty existingCluster",
+        spec_with(cluster={"existingCluster": ""}),
+        "spec.cluster.existingCluster in body should be at least 1 chars long",
+    ),
+    (
+        "existingCluster not a DNS name",
+        spec_with(cluster={"existingCluster": "Shared_Cluster"}),
+        "spec.cluster.existingCluster in body should match",
+    ),
 ]
 
 

@@ -367,6 +367,13 @@ def test_existing_cluster_is_used_and_never_deleted(
     wait_until("Succeeded", lambda: status(kube_cluster, ns, name).get("phase") == "Succeeded", timeout_s=400)
     st = status(kube_cluster, ns, name)
     assert st["rayCluster"]["name"] == "shared" and st["rayCluster"]["existing"] is True
+    # In cluster the engine runs as the borrowed cluster's ServiceAccount (here `default`): it may write
+    # the borrower's report, and nothing else.
+    lender = f"--as=system:serviceaccount:{ns}:default"
+    can = kube_cluster.kubectl("auth", "can-i", "patch", f"configmap/{name}-report", "-n", ns, lender, check=False)
+    assert can.stdout.strip() == "yes", can.stdout + can.stderr
+    cannot = kube_cluster.kubectl("auth", "can-i", "patch", "configmap/other", "-n", ns, lender, check=False)
+    assert cannot.stdout.strip() == "no", cannot.stdout + cannot.stderr
     # No cluster of its own was made, and deleting the Federation leaves the borrowed one alone.
     assert kube_cluster.kubectl("get", "raycluster", f"{name}-ray", "-n", ns, check=False).returncode != 0
     kube_cluster.kubectl("delete", "federation", name, "-n", ns, "--wait=true", "--timeout=120s")

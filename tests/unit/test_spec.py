@@ -63,6 +63,8 @@ def test_camel_case_round_trip() -> None:
             {"schema": "custom", "topology": {"edges": [["client_0", "client_1"]] * 20_001}},
             "spec.topology.edges: List should have at most 20000 items",
         ),
+        ({"cluster": {"existingCluster": ""}}, "spec.cluster.existingCluster: must name a RayCluster"),
+        ({"cluster": {"existingCluster": "My_Cluster"}}, "remove the field to get a cluster of the Federation's"),
     ],
 )
 def test_bad_spec_gets_one_clear_message(patch: dict[str, object], expect: str) -> None:
