@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from red.spec.status import EngineReport, Health, finite_metrics
+from red.spec.status import HEALTHY, EngineReport, Health, finite_metrics
 
 HealthName = Literal["Pending", "Alive", "Restarting", "Dead", "Finished"]
 
@@ -79,6 +79,26 @@ class Report:
         # floats: they go out as null so `red run --json` still shows the key.
         checked = EngineReport.model_validate({**d, "metrics": {k: v for k, v in metrics.items() if v is not None}})
         return {**checked.wire(), "metrics": metrics}
+
+
+def compact(report: dict[str, Any], max_nodes: int) -> dict[str, Any]:
+    """``report`` (a `Report.to_dict`) with at most ``max_nodes`` nodes listed: a per-round line of a
+    10,000-node federation must not be megabytes. Unhealthy nodes are listed first (they are what a
+    reader looks for), ``nodesTotal`` and ``nodeHealth`` (nodes per health) summarise all of them, and
+    ``nodesOmitted`` says how many were left out. A ``done`` report keeps its ``versions`` map in full:
+    those are results, not progress. Returns a new dict; ``report`` is not changed."""
+    nodes: list[dict[str, Any]] = list(report.get("nodes") or [])
+    out = dict(report)
+    health: dict[str, int] = {}
+    for n in nodes:
+        health[n["health"]] = health.get(n["health"], 0) + 1
+    out["nodesTotal"] = len(nodes)
+    out["nodeHealth"] = health
+    if len(nodes) > max_nodes:
+        ranked = sorted(nodes, key=lambda n: n["health"] in HEALTHY)  # stable: keeps order
+        out["nodes"] = ranked[:max(max_nodes, 0)]
+        out["nodesOmitted"] = len(nodes) - len(out["nodes"])
+    return out
 
 
 def _iso(ts: float | None) -> str | None:

@@ -18,7 +18,8 @@ import threading
 import time
 from typing import Any
 
-from red.spec.status import HEALTHY, MAX_NODES
+from red.report import compact as report_compact
+from red.spec.status import MAX_NODES
 from red_operator import names
 
 log = logging.getLogger("red_operator.engine_job")
@@ -27,16 +28,12 @@ MAX_NODES_IN_REPORT = MAX_NODES
 
 def compact(report: dict[str, Any], submission_id: str | None = None) -> dict[str, Any]:
     """The report as stored: ConfigMaps (and status) must stay small, so very large federations list
-    their unhealthy nodes first and at most MAX_NODES_IN_REPORT nodes in all. Stamped with the
-    submission that wrote it, so the operator can tell this attempt's report from an earlier one's."""
-    out = {k: v for k, v in report.items() if k != "versions"}
+    their unhealthy nodes first and at most MAX_NODES_IN_REPORT nodes in all (`red.report.compact`),
+    without the versions map (status has every node's version already). Stamped with the submission
+    that wrote it, so the operator can tell this attempt's report from an earlier one's."""
+    out = {k: v for k, v in report_compact(report, MAX_NODES_IN_REPORT).items() if k != "versions"}
     if submission_id:
         out["submissionId"] = submission_id
-    nodes = list(report.get("nodes") or [])
-    out["nodesTotal"] = len(nodes)
-    if len(nodes) > MAX_NODES_IN_REPORT:
-        nodes.sort(key=lambda n: n.get("health") in HEALTHY)
-        out["nodes"] = nodes[:MAX_NODES_IN_REPORT]
     return out
 
 

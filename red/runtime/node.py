@@ -11,6 +11,7 @@ time, and answers ``ping()`` from the supervisor while ``train()`` runs (node ac
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -20,7 +21,11 @@ from collections import deque
 from typing import Any
 
 from red.errors import TopologyError
+from red.runtime.inbox import MIN_LIMIT as MIN_INBOX_LIMIT
+from red.runtime.inbox import Inbox
 from red.runtime.messages import INLINE_LIMIT_BYTES, Message, VersionEntry, payload_bytes
+
+log = logging.getLogger(__name__)
 
 ROLES = frozenset({"train", "eval", "test", "aggregate"})
 TOPOLOGY_MANAGER = "__topology_manager__"
@@ -58,6 +63,7 @@ class FederatedNode:
         config: dict[str, Any] | None = None,
         gpu_fraction: float = 0.0,
         version_buffer: int = 4,
+        inbox_limit: int = MIN_INBOX_LIMIT,
     ) -> None:
         self.id = node_id
         self.role = role
@@ -70,7 +76,7 @@ class FederatedNode:
         self.started_at = time.time()
         self.last_heartbeat = self.started_at
         self.status = "Idle"
-        self._queue: queue.Queue[Message] = queue.Queue()
+        self._queue: Inbox[Message] = Inbox(inbox_limit)  # bounded: the oldest message is dropped
         self._versions: deque[VersionEntry] = deque(maxlen=max(version_buffer, 1))
         self._version_cv = threading.Condition()
         self._stopped = threading.Event()
@@ -157,7 +163,8 @@ class FederatedNode:
 
     def deliver(self, msg: Message) -> None:
         """Called by the TopologyManager (another thread of this actor)."""
-        self._queue.put(msg)
+        if not self._queue.put(msg):
+            _warn_dropped(self.id, self._queue)
 
     # --- versions ---------------------------------------------------------------------------
     def update_version(self, **model: Any) -> int:
@@ -211,12 +218,14 @@ class FederatedNode:
             "pid": os.getpid(),
             "time": time.time(),
             "lastHeartbeat": self.last_heartbeat,
+            "dropped": self._queue.dropped,  # messages the bounded inbox dropped (oldest first)
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
         self.restore(state)
 
     def stop(self) -> None:
+        self._stopped.set()  # a full inbox may drop the message below; the flag still ends the loop
         self._queue.put(Message("__stop__", None))
 
     def _topology_manager(self) -> Any:
@@ -225,6 +234,12 @@ class FederatedNode:
 
             self._tm = ray.get_actor(actor_name(self.federation, TOPOLOGY_MANAGER), namespace=self.namespace)
         return self._tm
+
+
+def _warn_dropped(node_id: str, inbox: Inbox[Message]) -> None:
+    if inbox.dropped & (inbox.dropped - 1) == 0:  # the 1st, 2nd, 4th, 8th ... drop: loud, never a flood
+        log.warning("node %s: inbox full (%d messages); dropped the oldest (%d dropped so far)",
+                    node_id, inbox.limit, inbox.dropped)
 
 
 def _cap_gpu_memory(fraction: float) -> None:
@@ -275,6 +290,7 @@ class VirtualNode:
         *,
         namespace: str | None = None,
         max_restarts: int = 0,
+        inbox_limit: int = MIN_INBOX_LIMIT,
     ) -> Any:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -299,6 +315,7 @@ class VirtualNode:
             namespace=namespace,
             config=self.config,
             gpu_fraction=self.num_gpus if self.num_gpus < 1 else 0.0,
+            inbox_limit=inbox_limit,
         )
         return self.handle
 

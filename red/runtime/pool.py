@@ -20,6 +20,7 @@ federation may start); otherwise the engine, from the Ray cluster's CPUs and mem
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any
 
@@ -66,10 +67,19 @@ def decide_pool_size(
 
 
 class NodeStateStore:
-    """Ray actor: virtual node id → its state between uses (a small dict; ``params`` only if kept)."""
+    """Ray actor: virtual node id → its state between uses (a small dict; ``params`` only if kept).
 
-    def __init__(self) -> None:
-        self._state: dict[str, dict[str, Any]] = {}
+    A restart keeps what the run needs: the constructor's ``initial`` states (each node's data index)
+    come back with the arguments Ray re-runs it with, calls in flight are run again by the new
+    incarnation (the driver starts it with ``max_task_retries=-1``), and each `PoolHost` remembers the
+    versions of the nodes it serves, so the first check-in after a restart puts them back.
+    """
+
+    def __init__(self, initial: dict[str, dict[str, Any]] | None = None) -> None:
+        self._state: dict[str, dict[str, Any]] = {nid: dict(st) for nid, st in (initial or {}).items()}
+
+    def ping(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "size": len(self._state)}
 
     def put_many(self, states: dict[str, dict[str, Any]]) -> int:
         for nid, st in states.items():
@@ -134,11 +144,14 @@ class PoolHost(TaskNode):
         super().__init__(*args, **kwargs)
         self._hosted_neighbors: dict[str, frozenset[str]] = {}
         self._store: Any = None
+        # The newest version of each node this host served: a restarted store has lost them (ints only,
+        # so memory stays flat in the number of nodes for any model size).
+        self._versions_seen: dict[str, int] = {}
         self.served = 0  # virtual-node activations, for benchmarks and tests
 
     def deliver_to(self, msg: Message, ids: list[str]) -> None:
         """Called by the TopologyManager: ``msg`` is for the hosted virtual nodes ``ids``."""
-        self._queue.put(Message("__hosted__", {"msg": msg, "ids": list(ids)}, sender=msg.sender))
+        self.deliver(Message("__hosted__", {"msg": msg, "ids": list(ids)}, sender=msg.sender))
 
     def _prefetch_neighbors(self, ids: list[str]) -> None:
         """One TopologyManager call for a whole batch instead of one per newly seen virtual node."""
@@ -196,8 +209,11 @@ class PoolHost(TaskNode):
             states = ray.get(self._store.checkout.remote(ids))
             self._prefetch_neighbors(ids)
             for nid in ids:
-                node = HostedNode(self, nid, states[nid])
+                st = states[nid]
+                st["version"] = max(int(st.get("version", 0)), self._versions_seen.get(nid, 0))
+                node = HostedNode(self, nid, st)
                 prog.on_message(node, inner)
+                self._versions_seen[nid] = node.version
                 self.served += 1
             ray.get(self._store.checkin.remote(states))
             self.last_heartbeat = time.time()

@@ -53,6 +53,7 @@ class Schema(FederatedBase):
             max_restarts=ft.max_restarts,
             heartbeat_seconds=ft.heartbeat_seconds,
             round_timeout_seconds=ft.round_timeout_seconds,
+            restart_timeout_seconds=ft.restart_timeout_seconds,
             min_clients=spec.effective_min_clients,
             namespace=namespace,
         )
@@ -163,7 +164,7 @@ class Schema(FederatedBase):
             while True:
                 # Once the nodes say they are done, poll one last time: the final round may have
                 # been recorded between the previous poll and that check.
-                for entry in self.poll_progress(last, timeout=0.0 if finishing else 0.25):
+                for entry in self._poll(last, timeout=0.0 if finishing else 0.25):
                     r = int(entry.meta.get("round", entry.version))
                     if r <= last:
                         continue
@@ -191,6 +192,17 @@ class Schema(FederatedBase):
             return self.report("done", last, self.rounds, metrics, t0)
         finally:
             self.stop()
+
+    def _poll(self, after: int, timeout: float) -> list[VersionEntry]:
+        """``poll_progress``, where a node that failed meanwhile means "nothing yet": supervise()
+        restores it (or fails the run) and progress resumes from the restored node."""
+        import ray
+
+        try:
+            return self.poll_progress(after, timeout)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            time.sleep(0.1)  # the failure is handled by supervise(); do not spin meanwhile
+            return []
 
     def absorb(self, entry: VersionEntry) -> None:
         """Fold a progress entry's per-node facts into the node table."""

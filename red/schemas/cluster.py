@@ -18,7 +18,7 @@ from typing import Any
 import networkx as nx
 
 from red import topology
-from red.algorithms.base import Algorithm, Update
+from red.algorithms.base import Accumulator, Algorithm
 from red.errors import FederationFailed, SpecError
 from red.runtime.node import VirtualNode
 from red.runtime.task_node import TaskNode, sample_clients
@@ -64,11 +64,11 @@ class ClusterHead(TaskNode):
             if sampled:
                 self.send("model", b, to=sampled)
             versions: dict[str, int] = {}
-            updates = self._collect(r, set(sampled), alive, deadline_seconds, versions)
+            acc = algorithm.accumulator(b["params"], version=int(b["version"]))
+            updates = self._collect(r, set(sampled), alive, deadline_seconds, versions, acc)
             self.version += 1
-            if updates:
-                params = algorithm.aggregate(b["params"], updates, version=int(b["version"]))
-                samples = sum(u.num_samples for u in updates)
+            if len(updates):
+                params, samples = updates.result(), updates.num_samples
             else:  # no member answered: hand the model back unchanged, with negligible weight
                 params, samples = b["params"], 0
             self.send("update", {"round": r, "params": params, "numSamples": samples, "version": self.version,
@@ -77,9 +77,10 @@ class ClusterHead(TaskNode):
                       to=SERVER)
 
     def _collect(
-        self, r: int, pending: set[str], alive: set[str], deadline: float | None, versions: dict[str, int]
-    ) -> list[Update]:
-        return collect_updates(self, r, pending, alive, deadline, versions)
+        self, r: int, pending: set[str], alive: set[str], deadline: float | None, versions: dict[str, int],
+        into: Accumulator,
+    ) -> Accumulator:
+        return collect_updates(self, r, pending, alive, deadline, versions, into)
 
 
 class ClusterFederatedLearning(StarFederatedLearning):

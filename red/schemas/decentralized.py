@@ -151,7 +151,8 @@ class DecentralizedFederatedLearning(Schema):
             self.nodes[n].handle.get_versions.remote(self._node_round.get(n, self.start_round), timeout)
             for n in live
         ]
-        for entries in ray.get(refs):
+        # Bounded: a node being restarted answers only once it is back (or never; supervise() decides).
+        for entries in ray.get(refs, timeout=timeout + 5.0):
             for e in entries:
                 r = int(e.meta["round"])
                 self._rounds_of.setdefault(r, {})[e.id] = e

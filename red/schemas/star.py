@@ -9,7 +9,7 @@ import networkx as nx
 
 from red import topology
 from red.aggregation import Params, subtract
-from red.algorithms.base import Algorithm, Update
+from red.algorithms.base import Accumulator, Algorithm, Update
 from red.runtime.messages import Message, VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.pool import HostedNode, HostedProgram
@@ -22,15 +22,16 @@ SERVER = "server"
 
 
 def collect_updates(
-    node: TaskNode, r: int, pending: set[str], alive: set[str], deadline: float | None, versions: dict[str, int]
-) -> list[Update]:
+    node: TaskNode, r: int, pending: set[str], alive: set[str], deadline: float | None, versions: dict[str, int],
+    into: Accumulator,
+) -> Accumulator:
     """Receive round ``r``'s updates from ``pending`` until all answered, were lost, or the deadline.
 
-    Shared by the star server and cluster heads. Records each sender's version in ``versions`` (and a
-    cluster head's members' versions); a ``node_lost`` control message drops a node from the round,
-    and from ``alive`` when it is dead for good. Sorted by sender, so aggregation is deterministic.
+    Shared by the star server and cluster heads. Each update goes ``into`` the round's accumulator as it
+    arrives (FedAvg-like algorithms fold it at once, so a round holds one model, not one per client).
+    Records each sender's version in ``versions`` (and a cluster head's members' versions); a
+    ``node_lost`` control message drops a node from the round, and from ``alive`` when it is dead for good.
     """
-    updates: dict[str, Update] = {}
     t_end = None if deadline is None else time.monotonic() + deadline
     while pending:
         wait = 0.5 if t_end is None else max(0.0, min(0.5, t_end - time.monotonic()))
@@ -42,7 +43,7 @@ def collect_updates(
         if msg.header == "update" and msg.body["round"] == r and msg.sender in pending:
             b = msg.body
             sender = str(msg.sender)
-            updates[sender] = Update(sender, b["params"], b["numSamples"], b["baseVersion"], b.get("metrics", {}))
+            into.add(Update(sender, b["params"], b["numSamples"], b["baseVersion"], b.get("metrics", {})))
             pending.discard(sender)
             versions[sender] = int(b["version"])
             versions.update(b.get("memberVersions", {}))
@@ -50,7 +51,7 @@ def collect_updates(
             pending.discard(msg.body["node"])
             if msg.body.get("dead"):
                 alive.discard(msg.body["node"])
-    return [updates[k] for k in sorted(updates)]
+    return into
 
 
 class StarServer(TaskNode):
@@ -113,8 +114,9 @@ class StarServer(TaskNode):
         for r in range(start + 1, rounds + 1):
             sampled = sample_clients(sorted(self.alive), fraction, seed, r)
             self._broadcast(sampled, r)
-            updates = collect_updates(self, r, set(sampled), self.alive, deadline, self.client_versions)
-            self._finish_round(r, updates)
+            acc = self.algorithm.accumulator(self.params, version=self.version)
+            self._finish_round(r, collect_updates(self, r, set(sampled), self.alive, deadline,
+                                                  self.client_versions, acc))
 
     def _train_async(self, rounds: int, start: int, fraction: float, seed: int) -> None:
         # FedBuff: clients never wait for each other. Each update is answered at once with the current
@@ -122,7 +124,7 @@ class StarServer(TaskNode):
         assert self.algorithm is not None
         k = int(getattr(self.algorithm, "buffer_size", 1))
         self._broadcast(sample_clients(sorted(self.alive), fraction, seed, start + 1), start + 1)
-        buffer: list[Update] = []
+        buffer = Accumulator(self.algorithm, self.params, self.version)  # at most `k` updates
         while self.version < rounds:
             msg = self.receive(timeout=0.5)
             if msg is None:
@@ -130,11 +132,11 @@ class StarServer(TaskNode):
             if msg.header == "update" and msg.sender is not None:
                 b = msg.body
                 self.client_versions[msg.sender] = b["version"]
-                buffer.append(Update(msg.sender, b["delta"], b["numSamples"], b["baseVersion"],
-                                     b.get("metrics", {})))
+                buffer.add(Update(msg.sender, b["delta"], b["numSamples"], b["baseVersion"],
+                                  b.get("metrics", {})))
                 if len(buffer) >= k:
                     self._finish_round(self.version + 1, buffer)
-                    buffer = []
+                    buffer = Accumulator(self.algorithm, self.params, self.version)
                 if self.version < rounds and msg.sender in self.alive:
                     self._broadcast([msg.sender], self.version + 1)
             elif msg.header == "node_lost":
@@ -144,13 +146,12 @@ class StarServer(TaskNode):
                 elif node in self.alive:
                     self._broadcast([node], self.version + 1)  # restarted: hand it work again
 
-    def _finish_round(self, r: int, updates: list[Update]) -> None:
+    def _finish_round(self, r: int, updates: Accumulator) -> None:
         assert self.algorithm is not None
-        if updates:
-            new = self.algorithm.aggregate(self.params, updates, version=self.version)
-            self.load(new)
-            for u in updates:
-                self.participation[u.node_id] = self.participation.get(u.node_id, 0) + 1
+        if len(updates):
+            self.load(updates.result())
+            for nid in updates.node_ids:
+                self.participation[nid] = self.participation.get(nid, 0) + 1
         metrics = self.task.evaluate(self.model, self.test)
         metrics["participants"] = float(len(updates))
         self.update_version(
@@ -158,7 +159,7 @@ class StarServer(TaskNode):
             _meta={
                 "round": r,
                 "metrics": metrics,
-                "participants": [u.node_id for u in updates],
+                "participants": updates.node_ids,
                 "clientVersions": dict(self.client_versions),
                 "participation": dict(self.participation),
                 "algorithmState": self.algorithm.state_dict(),
@@ -289,7 +290,9 @@ class StarFederatedLearning(Schema):
     def poll_progress(self, after: int, timeout: float) -> list[VersionEntry]:
         import ray
 
-        entries: list[VersionEntry] = ray.get(self.nodes[SERVER].handle.get_versions.remote(after, timeout))
+        # Bounded: a server that is being restarted answers only once it is back (or never).
+        entries: list[VersionEntry] = ray.get(self.nodes[SERVER].handle.get_versions.remote(after, timeout),
+                                              timeout=timeout + 5.0)
         for e in entries:
             self._latest = {"round": int(e.meta["round"]), "params": e.model["params"], **{
                 k: e.meta[k] for k in ("clientVersions", "participation", "algorithmState")}}

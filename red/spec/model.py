@@ -139,6 +139,12 @@ class FaultToleranceSpec(Model):
     round_timeout_seconds: float = Field(
         default=300.0, gt=0, description="A round with no progress for this long fails the run."
     )
+    restart_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a failed node actor may take to come back before it counts as dead "
+        "(failed nodes are waited for together, not one after another).",
+    )
 
 
 class Toleration(Model):
