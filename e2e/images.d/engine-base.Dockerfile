@@ -3,7 +3,8 @@
 ARG BASE
 FROM ${BASE}
 ARG REQUIREMENTS
-# e2e/images mounts a pip cache at /root/.cache/pip, so a rebuild downloads nothing twice.
+# e2e/images mounts a throwaway directory at /root/.cache/pip: no downloaded wheel stays in the image.
+# Changing this file: bump RECIPE in e2e/images (its keys do not read this file).
 # hadolint ignore=DL3013,DL3042
 RUN pip install --disable-pip-version-check ${REQUIREMENTS} \
  && python -c "import ray, torch; print('ray', ray.__version__, 'torch', torch.__version__)"
