@@ -30,14 +30,10 @@ NAME = "red-pytest-real"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
-def image_refs() -> dict[str, str]:
-    out = subprocess.run(
-        [str(Path(__file__).resolve().parents[2] / "e2e" / "images"), "--refs"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return dict(line.split("=", 1) for line in out.split())
+def image_refs(cluster: KubeCluster) -> dict[str, str]:
+    """The images `up` imported into the nodes (asking e2e/images again would see a newer checkout)."""
+    images: dict[str, str] = json.loads((cluster.state_dir / "realnodes.json").read_text())["images"]
+    return images
 
 
 def leftovers(state_dir: Path) -> list[str]:
@@ -99,7 +95,7 @@ def test_a_pod_on_the_gpu_node_reaches_a_service_on_the_cpu_node_by_name(
     real_cluster: KubeCluster, kube_namespace_real: str
 ) -> None:
     ns = kube_namespace_real
-    image = image_refs()["RED_OPERATOR_IMAGE"]  # any image with Python
+    image = image_refs(real_cluster)["RED_OPERATOR_IMAGE"]  # any image with Python
     server = pod("echo", image, ["python", "-m", "http.server", "8080", "--directory", "/tmp"], False, {"app": "echo"})
     service = {
         "apiVersion": "v1",
