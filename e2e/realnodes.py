@@ -16,7 +16,6 @@ Only the standard library is used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -297,10 +296,6 @@ def node_kubeconfig(admin_kubeconfig: Path, server: str, out: Path) -> Path:
     out.write_text(json.dumps(conf, indent=2) + "\n")
     out.chmod(0o600)
     return out
-
-
-def digest_of(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def save_plan(state: Path, p: Plan, extra: dict[str, object]) -> None:
