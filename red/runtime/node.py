@@ -242,16 +242,24 @@ def _warn_dropped(node_id: str, inbox: Inbox[Message]) -> None:
                     node_id, inbox.limit, inbox.dropped)
 
 
-def _cap_gpu_memory(fraction: float) -> None:
-    """Make a fractional GPU a hard memory cap: Ray's fractions only limit scheduling."""
+def _cap_gpu_memory(fraction: float) -> bool:
+    """Make a fractional GPU a hard memory cap: Ray's fractions only limit scheduling.
+
+    Returns whether the cap was set. A node may be given a GPU share that torch cannot see (a node
+    that advertises `nvidia.com/gpu` without a device, or a CPU-only torch): then the node trains on
+    the CPU, and says once why there is no cap rather than failing.
+    """
     if not 0 < fraction < 1:
-        return
+        return False
     try:
         import torch
     except ImportError:
-        return
-    if torch.cuda.is_available():
-        torch.cuda.set_per_process_memory_fraction(fraction)
+        return False
+    if not torch.cuda.is_available():
+        log.warning("GPU share %.3g given but torch finds no CUDA device: no GPU memory cap, training on CPU", fraction)
+        return False
+    torch.cuda.set_per_process_memory_fraction(fraction)
+    return True
 
 
 class VirtualNode:
