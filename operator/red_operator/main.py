@@ -84,9 +84,10 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(verbose=args.verbose, log_format=args.log_format)
+    # Before anything imports kopf/kubernetes: the kubernetes client reads $KUBECONFIG at import time.
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())  # kopf logs in from it too
+    configure_logging(verbose=args.verbose, log_format=args.log_format)
     settings = settings_from_args(args)
     if settings.token_key_file is None and settings.ray_token_file is None:
         print(

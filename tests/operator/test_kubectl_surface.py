@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.cluster import KubeCluster
+from tests.fixtures.cluster import KubeCluster, kubectl_json
 from tests.operator.e2e_helpers import REPO, apply, federation
 
 pytestmark = pytest.mark.cluster
@@ -219,12 +219,30 @@ def test_operator_json_logs_are_json_lines(
         namespaces=[kube_namespace],
         env={"RED_OPERATOR_LOG_FORMAT": "json"},
     )
+    created = f"{kube_namespace}/json-logs: created RoleBinding"
     try:
         apply(kube_cluster, kube_namespace, federation("json-logs"))
-        created = f"{kube_namespace}/json-logs: created RayCluster"
-        wait_until("the operator to log the RayCluster it created", lambda: created in op.logs(), log=op.logs)
+        wait_until("the operator to log the objects it created", lambda: created in op.logs(), log=op.logs)
+        # While it runs: what it created carries the recommended labels, on the real API server too.
+        rc = wait_until(
+            "the RayCluster",
+            lambda: kubectl_json(kube_cluster, "get", "rayclusters.ray.io", "-n", kube_namespace)["items"],
+            log=op.logs,
+        )[0]
+        selector = "app.kubernetes.io/instance=json-logs,app.kubernetes.io/part-of=red"
+        owned = kubectl_json(
+            kube_cluster,
+            "get",
+            "secrets,configmaps,serviceaccounts,roles,rolebindings",
+            "-n",
+            kube_namespace,
+            "-l",
+            selector,
+        )["items"]
     finally:
         op.stop()
+    assert rc["metadata"]["labels"]["app.kubernetes.io/component"] == "ray-cluster"
+    assert sorted(o["kind"] for o in owned) == ["ConfigMap", "Role", "RoleBinding", "Secret", "ServiceAccount"]
     lines = [ln for ln in op.logs().splitlines() if ln.strip()]
     records = []
     for ln in lines:
