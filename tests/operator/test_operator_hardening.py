@@ -57,7 +57,7 @@ def test_bad_reports_never_wedge_status(
     wait_until(
         "the engine's first report",
         lambda: report_condition(kube_cluster, ns, name, "Valid"),
-        timeout_s=300,
+        timeout_s=600,
         log=lambda: json.dumps(status(kube_cluster, ns, name), indent=1),
     )
     sid = status(kube_cluster, ns, name)["job"]["submissionId"]
