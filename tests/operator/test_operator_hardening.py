@@ -54,7 +54,12 @@ def test_bad_reports_never_wedge_status(
             task={"name": "digits", "params": {"epochs": 1, "lr": 0.2, "slowdown": {"client_0": 90}}},
         ),
     )
-    wait_until("the engine's first report", lambda: report_condition(kube_cluster, ns, name, "Valid"), timeout_s=300)
+    wait_until(
+        "the engine's first report",
+        lambda: report_condition(kube_cluster, ns, name, "Valid"),
+        timeout_s=600,
+        log=lambda: json.dumps(status(kube_cluster, ns, name), indent=1),
+    )
     sid = status(kube_cluster, ns, name)["job"]["submissionId"]
     good = {
         "event": "round", "federation": name, "submissionId": sid, "round": 0, "rounds": 1,
