@@ -296,11 +296,10 @@ def test_operator_reconciles_a_federation_with_the_charts_identity(release: Rele
         op.stop()
 
 
+@pytest.mark.parametrize("release", ["cluster"], indirect=True)  # the grant is the same in both scopes
 def test_a_borrowed_clusters_token_needs_its_owners_explicit_grant(release: Release, tmp_path: Path) -> None:
     """The chart's identity reads no Secret: borrowing a RayCluster whose token Secret nobody granted it
     is refused with the commands that grant it; once granted, the refusal goes."""
-    if release.scope != "cluster":
-        pytest.skip("the grant is the same in both scopes; once is enough")
     ns = release.namespace
     kubeconfig = sa_kubeconfig(release.cluster, ns, release.sa, tmp_path / "sa.kubeconfig")
     key = tmp_path / "token-key"
