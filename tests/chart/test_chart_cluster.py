@@ -375,11 +375,11 @@ def test_namespace_editor_creates_and_viewer_only_reads_federations(release: Rel
     assert deleted.returncode == 0, deleted.stderr
 
 
+
+@pytest.mark.parametrize("release", ["cluster"], indirect=True)  # the grant is the same in both scopes
 def test_a_borrowed_clusters_token_needs_its_owners_explicit_grant(release: Release, tmp_path: Path) -> None:
     """The chart's identity reads no Secret: borrowing a RayCluster whose token Secret nobody granted it
     is refused with the commands that grant it; once granted, the refusal goes."""
-    if release.scope != "cluster":
-        pytest.skip("the grant is the same in both scopes; once is enough")
     ns = release.namespace
     kubeconfig = sa_kubeconfig(release.cluster, ns, release.sa, tmp_path / "sa.kubeconfig")
     key = tmp_path / "token-key"
