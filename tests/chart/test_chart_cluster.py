@@ -375,7 +375,6 @@ def test_namespace_editor_creates_and_viewer_only_reads_federations(release: Rel
     assert deleted.returncode == 0, deleted.stderr
 
 
-
 @pytest.mark.parametrize("release", ["cluster"], indirect=True)  # the grant is the same in both scopes
 def test_a_borrowed_clusters_token_needs_its_owners_explicit_grant(release: Release, tmp_path: Path) -> None:
     """The chart's identity reads no Secret: borrowing a RayCluster whose token Secret nobody granted it
