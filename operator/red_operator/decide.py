@@ -104,26 +104,10 @@ def plan(
     already_counted = job.get("submissionId") is not None and job.get("countedFailure") == job.get("submissionId")
     if not already_counted:
         failures += 1
-    if engine_reason in NOT_RETRIED and status_now == "FAILED":
-        return Plan(
-            cluster_action,
-            "none",
-            attempts,
-            False,
-            failures,
-            terminal_failure=True,
-            why=f"{engine_reason} is not retried",
-        )
-    if failures > spec.backoff_limit:
-        return Plan(
-            cluster_action,
-            "none",
-            attempts,
-            False,
-            failures,
-            terminal_failure=True,
-            why="backoff limit reached",
-        )
+    not_retried = engine_reason in NOT_RETRIED and status_now == "FAILED"
+    if not_retried or failures > spec.backoff_limit:
+        why = f"{engine_reason} is not retried" if not_retried else "backoff limit reached"
+        return Plan(cluster_action, "none", attempts, False, failures, terminal_failure=True, why=why)
     if not cluster_ready:
         return Plan(cluster_action, "none", attempts, False, failures, why="retry waits for the cluster")
     resume = spec.checkpoint.path is not None
