@@ -4,7 +4,7 @@
 #
 #   e2e/kind/run.sh            up, then test, then down (KEEP=1 keeps the cluster)
 #   e2e/kind/run.sh up         kind cluster + KubeRay (Helm) + our images + our chart
-#   e2e/kind/run.sh test       apply the examples (patched for kind) and wait for condition Succeeded
+#   e2e/kind/run.sh test       apply the examples (patched for kind); each must end (completionTime) Succeeded
 #   e2e/kind/run.sh down       delete the kind cluster
 #   e2e/kind/run.sh render     print the manifests `test` would apply (no cluster needed)
 #
@@ -100,8 +100,11 @@ test_examples() {
     EXAMPLE_FILES=("${example}")
     manifest="$(render)"
     name="$(kc -n "${FED_NAMESPACE}" apply -f - -o name <<<"${manifest}")"
-    log "waiting for ${name} (${example#"${REPO}"/}) to succeed (timeout ${WAIT_TIMEOUT})"
-    if ! kc -n "${FED_NAMESPACE}" wait "${name}" --for=condition=Succeeded --timeout "${WAIT_TIMEOUT}"; then
+    log "waiting for ${name} (${example#"${REPO}"/}) to finish (timeout ${WAIT_TIMEOUT})"
+    # completionTime is set on Succeeded and on Failed alike: a failed run ends the wait at once
+    # instead of holding it until the timeout (condition=Succeeded alone would).
+    if ! kc -n "${FED_NAMESPACE}" wait "${name}" --for=jsonpath='{.status.completionTime}' --timeout "${WAIT_TIMEOUT}" \
+      || [ "$(kc -n "${FED_NAMESPACE}" get "${name}" -o jsonpath='{.status.phase}')" != Succeeded ]; then
       diagnose
       log "FAILED: ${name} did not succeed"
       return 1

@@ -61,7 +61,9 @@ def test_script_uses_the_dockerfile_targets_and_pinned_kuberay() -> None:
     for target in re.findall(r"docker build --target (\S+)", text):
         assert re.search(rf"^FROM \S+ AS {target}$", dockerfile, flags=re.M), target
     assert "KUBERAY_VERSION#v" in text and 'source "${REPO}/e2e/versions.env"' in text
-    assert "--for=condition=Succeeded" in text
+    # Failure-aware: waits for the end (completionTime, set on Succeeded and Failed), then checks the phase.
+    assert "--for=jsonpath='{.status.completionTime}'" in text and "--for=condition=Succeeded" not in text
+    assert "!= Succeeded" in text
 
 
 def patched_examples() -> list[dict[str, Any]]:
