@@ -1,7 +1,9 @@
 """The built-in `digits` task: scikit-learn's bundled 8x8 digits (offline), a 64-64-10 MLP.
 
-Params (``spec.task.params``): ``partition`` (``iid`` | ``dirichlet``), ``alpha`` (Dirichlet
-concentration, default 0.5), ``epochs`` (1), ``lr`` (0.1), ``batchSize`` (16), ``hidden`` (64),
+Params (``spec.task.params``): ``partition`` (``iid`` | ``dirichlet`` | ``bootstrap``), ``alpha``
+(Dirichlet concentration, default 0.5), ``samplesPerClient`` (``bootstrap``: each client draws this
+many training samples with replacement, deterministic in seed and client index, default 50: every
+client holds real data at any number of clients), ``epochs`` (1), ``lr`` (0.1), ``batchSize`` (16), ``hidden`` (64),
 ``testFraction`` (0.2), ``slowdown`` (seconds added per local epoch to chosen clients, for straggler
 experiments: ``{"client_3": 0.05}``), ``poison`` (client ids that send garbage, for robustness tests).
 """
@@ -81,10 +83,14 @@ class DigitsTask(Task):
         super().__init__(params, num_clients=num_clients, seed=seed)
         p = self.params
         self.partition = str(p.get("partition", "dirichlet"))
-        if self.partition not in ("iid", "dirichlet"):
+        if self.partition not in ("iid", "dirichlet", "bootstrap"):
             raise SpecError(
-                f"spec.task.params.partition: must be 'iid' or 'dirichlet', got {self.partition!r}"
+                "spec.task.params.partition: must be 'iid', 'dirichlet' or 'bootstrap', "
+                f"got {self.partition!r}"
             )
+        self.samples_per_client = int(p.get("samplesPerClient", 50))
+        if self.samples_per_client < 1:
+            raise SpecError(f"spec.task.params.samplesPerClient: must be >= 1, got {self.samples_per_client}")
         self.alpha = float(p.get("alpha", 0.5))
         if self.alpha <= 0:
             raise SpecError(f"spec.task.params.alpha: must be > 0, got {self.alpha}")
@@ -111,6 +117,14 @@ class DigitsTask(Task):
         return torch.nn.Sequential(
             torch.nn.Linear(64, self.hidden), torch.nn.ReLU(), torch.nn.Linear(self.hidden, 10)
         )
+
+    def client_indices(self, index: int) -> np.ndarray:
+        """Rows of the training set (`train_arrays`) that client ``index`` holds."""
+        return _cached_parts(self, index)
+
+    def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        x, y, _, _ = _dataset(self.seed, self.test_fraction)
+        return x, y
 
     def client_data(self, index: int) -> DigitsData:
         import torch
@@ -186,7 +200,18 @@ class DigitsTask(Task):
         return {"accuracy": float(acc), "loss": float(loss)}
 
 
+def bootstrap_indices(n: int, samples: int, seed: int, index: int) -> np.ndarray:
+    """Client ``index``'s ``samples`` training indices, drawn with replacement from ``n``: computed
+    per client from (seed, index) alone, so 10,000 clients cost nothing until each is used."""
+    return np.sort(np.random.default_rng([seed, index]).integers(0, n, size=samples))
+
+
 def _cached_parts(task: DigitsTask, index: int) -> np.ndarray:
+    if task.partition == "bootstrap":
+        if not 0 <= index < task.num_clients:
+            raise IndexError(f"client index {index} out of range for {task.num_clients} clients")
+        n = len(_dataset(task.seed, task.test_fraction)[1])
+        return bootstrap_indices(n, task.samples_per_client, task.seed, index)
     key = (task.seed, task.test_fraction, task.partition, task.alpha, task.num_clients)
     parts = _PARTS.get(key)
     if parts is None:

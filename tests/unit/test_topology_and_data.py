@@ -95,3 +95,26 @@ def test_registry_errors_name_the_fix() -> None:
         pass
 
     assert reg.get("w1") is W1 and "w1" in reg
+
+
+def test_bootstrap_partition_gives_every_client_real_data() -> None:
+    # 10,000 clients over 1,437 training samples: iid would leave most clients empty; bootstrap gives
+    # each one samplesPerClient rows, the same ones for the same (seed, index), without building all.
+    task = DigitsTask({"partition": "bootstrap", "samplesPerClient": 50}, num_clients=10_000, seed=3)
+    x, y = task.client_data(9_999)
+    assert len(y) == 50 and x.shape == (50, 64)
+    again = DigitsTask({"partition": "bootstrap", "samplesPerClient": 50}, num_clients=10_000, seed=3)
+    assert np.array_equal(task.client_indices(17), again.client_indices(17))
+    assert not np.array_equal(task.client_indices(17), task.client_indices(18))
+    assert len(np.unique(y.numpy())) >= 5  # drawn from all classes, not a slice of one
+    with pytest.raises(IndexError):
+        task.client_data(10_000)
+
+
+def test_bootstrap_partition_rejects_bad_sizes() -> None:
+    from red.errors import SpecError
+
+    with pytest.raises(SpecError, match="samplesPerClient"):
+        DigitsTask({"partition": "bootstrap", "samplesPerClient": 0}, num_clients=2)
+    with pytest.raises(SpecError, match="'bootstrap'"):
+        DigitsTask({"partition": "random"}, num_clients=2)
