@@ -17,6 +17,12 @@ class Update:
     num_samples: int
     base_version: int = 0  # the global version the client trained from (async staleness)
     metrics: dict[str, float] = field(default_factory=dict)
+    # A pre-aggregated update (see `Algorithm.pre_aggregate`) stands for these clients; empty: just node_id.
+    members: list[str] = field(default_factory=list)
+
+    @property
+    def covers(self) -> list[str]:
+        return self.members or [self.node_id]
 
 
 class Algorithm:
@@ -28,6 +34,10 @@ class Algorithm:
 
     name: ClassVar[str] = "base"
     asynchronous: ClassVar[bool] = False
+    # True when ``aggregate`` is the sample-weighted mean of the updates' params (FedAvg, FedProx): then
+    # a pool host may send one weighted partial mean for all the clients it trained, which aggregates
+    # to the same model (`pre_aggregates`). Median and trimmed mean need every update.
+    pre_aggregate: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -46,3 +56,12 @@ class Algorithm:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.state = dict(state)
+
+
+def pre_aggregates(cls: type[Algorithm]) -> bool:
+    """Whether ``cls`` may be given weighted partial means: ``pre_aggregate`` as declared by the class
+    that defines its ``aggregate``, so a subclass that overrides ``aggregate`` never inherits it."""
+    for klass in cls.__mro__:
+        if "aggregate" in vars(klass):
+            return bool(vars(klass).get("pre_aggregate", False))
+    return False

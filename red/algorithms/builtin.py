@@ -32,6 +32,7 @@ class FedAvg(Algorithm):
     """McMahan et al.: the sample-weighted mean of the clients' models."""
 
     name: ClassVar[str] = "fedavg"
+    pre_aggregate: ClassVar[bool] = True
 
     def aggregate(self, global_params: Params, updates: list[Update], *, version: int) -> Params:
         return weighted_mean([u.params for u in updates], [max(u.num_samples, 1) for u in updates])

@@ -73,6 +73,13 @@ class TopologyManager:
             if n in self._hosts and self._host_key.get(n) == n
         }
 
+    def routes(self, node_id: str) -> tuple[dict[str, str], dict[str, Any]]:
+        """How ``node_id`` reaches every neighbour without this actor: neighbour → the actor that
+        serves it (itself, or its pool host), and that actor id → handle. A sender groups recipients
+        by actor and calls each once (``deliver`` or, for a pool host, ``deliver_to``)."""
+        via = {n: self._host_key[n] for n in self.get_neighbors(node_id) if n in self._host_key}
+        return via, {k: self._hosts[k] for k in set(via.values())}
+
     def neighbors_of(self, node_ids: list[str]) -> dict[str, list[str]]:
         return {n: self.get_neighbors(n) for n in node_ids}
 
