@@ -130,6 +130,7 @@ class FederatedBase:
                 strategy=self.placement_strategy,
                 timeout_seconds=self.placement_timeout_seconds,
             )
+        pending: list[Any] = []
         if self.tm is None:
             from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -146,9 +147,11 @@ class FederatedBase:
                 )
                 .remote(self.name)
             )
-            ray.get(self.tm.link_nodes.remote(list(self.nodes) + list(self.hosts), self.graph))
+            # Not waited for here: the broker actors and every node actor start at once (each is a
+            # process to launch; one after another, start-up took their sum).
+            pending.append(self.tm.link_nodes.remote(list(self.nodes) + list(self.hosts), self.graph))
         if self.hosts and self.store is None:
-            self._start_store()
+            pending.append(self._start_store())
         index = {nid: i + 1 for i, nid in enumerate(actors)}
         wanted = list(actors) if node_ids is None else list(node_ids)
         wanted = [self.nodes[n].host or n if n in self.nodes else n for n in wanted]
@@ -159,6 +162,7 @@ class FederatedBase:
                 new[nid] = vn.build(
                     index[nid], self.pg, namespace=self.namespace, max_restarts=self.max_restarts
                 )
+        ray.get(pending)
         if new:
             ray.get(self.tm.register.remote({n: h for n, h in new.items() if n not in self.hosts}))
             for host in (n for n in new if n in self.hosts):
@@ -169,7 +173,7 @@ class FederatedBase:
                 st.health, st.incarnation, st.last_heartbeat = "Alive", p["incarnation"], p["time"]
                 self._set_hosted_health(p["id"], "Alive")
 
-    def _start_store(self) -> None:
+    def _start_store(self) -> Any:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -188,7 +192,7 @@ class FederatedBase:
             )
             .remote()
         )
-        ray.get(self.store.put_many.remote(self.initial_hosted_state))
+        return self.store.put_many.remote(self.initial_hosted_state)  # the caller waits for it
 
     def stop(self) -> None:
         """Stop every node loop, kill every actor, remove the placement group. Safe to call twice."""

@@ -22,11 +22,30 @@ from red.tasks.base import Task, TrainResult
 DigitsData = tuple[Any, Any]  # (features tensor, labels tensor)
 
 
-@functools.lru_cache(maxsize=4)
-def _dataset(seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits as (features, labels), read from its CSV without importing
+    scikit-learn: that import (with SciPy) costs every node actor seconds of start-up and about 50 MB.
+    Falls back to ``sklearn.datasets.load_digits`` if the file is not where it has always been."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as f:
+                data = np.loadtxt(f, delimiter=",")
+            return data[:, :-1], data[:, -1].astype(int)
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
+    return x, y
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    x, y = load_digits_arrays()
     x = (x / 16.0).astype(np.float32)
     y = y.astype(np.int64)
     rng = np.random.default_rng(seed)
@@ -164,7 +183,10 @@ class DigitsTask(Task):
                     prm.copy_(torch.randn(prm.shape, generator=g) * 50)
             return TrainResult(num_samples=len(y), metrics={})
         anchor = [p.detach().clone() for p in model.parameters()] if prox_mu > 0 else None
-        opt = torch.optim.SGD(model.parameters(), lr=self.lr)
+        # Plain SGD by hand: the same update as torch.optim.SGD(lr) without momentum or weight decay
+        # (param -= lr * grad), but creating a torch optimizer first imports torch._dynamo, seconds
+        # of every node actor's first round.
+        params = [p for p in model.parameters() if p.requires_grad]
         loss_fn = torch.nn.CrossEntropyLoss()
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + round)
         model.train()
@@ -174,13 +196,17 @@ class DigitsTask(Task):
             perm = torch.randperm(len(y), generator=gen)
             for s in range(0, len(y), self.batch_size):
                 b = perm[s : s + self.batch_size]
-                opt.zero_grad()
+                for p in params:
+                    p.grad = None
                 loss = loss_fn(model(x[b]), y[b])
                 if anchor is not None:
                     prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
                     loss = loss + 0.5 * prox_mu * prox
                 loss.backward()
-                opt.step()
+                with torch.no_grad():
+                    for p in params:
+                        if p.grad is not None:
+                            p.add_(p.grad, alpha=-self.lr)
                 total += loss.item()
                 steps += 1
             if node_id in self.slowdown:
