@@ -379,6 +379,7 @@ def tree_pss(root: int) -> int:
 
 
 def run_system(name: str, cmd: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
+    load = os.getloadavg()[0]  # the systems run one after another: a busier machine shows here
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)
@@ -415,6 +416,7 @@ def run_system(name: str, cmd: list[str], env: dict[str, str], timeout: float) -
         "pssMiB": peak[0] / 2**20,
         "accuracy": rounds[-1]["accuracy"],
         "rounds": len(rounds),
+        "load": load,
     }
 
 
@@ -433,6 +435,7 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         ("start to end of round 1 (s)", lambda r: f"{r['toRound1']:.1f}"),
         ("peak PSS, all processes (MiB)", lambda r: f"{r['pssMiB']:.0f}"),
         ("final accuracy", lambda r: f"{r['accuracy']:.3f}"),
+        ("machine load average when started", lambda r: f"{r['load']:.1f}"),
     ]
     for label, f in fmt:
         lines.append(f"| {label} | " + " | ".join(f(r) for r in ok.values()) + " |")
