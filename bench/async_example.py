@@ -10,8 +10,6 @@ local Ray. Seconds count from the ``start`` report (every actor built) to the la
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import statistics
 import time
 from pathlib import Path
@@ -36,6 +34,8 @@ def run_once(fed: Any) -> dict[str, float]:
             out["rounds"] = r["round"]
 
     run_federation(fed, [CallbackSink(on)])
+    print(f"  {fed.spec.algorithm.name}: accuracy {out['accuracy']:.3f} after {out.get('rounds', 0):g} "
+          f"rounds/versions, {out['seconds']:.1f}s", flush=True)
     return out
 
 
@@ -54,8 +54,9 @@ def main() -> None:
     twin = fed.model_copy(deep=True)
     twin.spec.algorithm.name, twin.spec.algorithm.params = "fedavg", {}
     twin.spec.rounds = args.sync_rounds
-    ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, logging_level=logging.ERROR,
-             log_to_driver=False)
+    from red.runner import init_ray
+
+    init_ray()  # what `red run` does: a local Ray with every CPU, no dashboard
     try:
         asyn = [run_once(fed) for _ in range(args.runs)]
         sync = [run_once(twin) for _ in range(args.sync_runs)]
