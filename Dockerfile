@@ -12,7 +12,7 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # The CPU Ray image is enough for GPUs too: PyPI's torch wheels bring their own CUDA libraries and only
 # need the node's NVIDIA driver (mounted by the NVIDIA container toolkit / device plugin).
 ARG RAY_IMAGE=rayproject/ray:2.60.0-py311
-# Must equal pyproject.toml's version (a test checks): it names the wheel below.
+# Must equal red/_version.py (tests/unit/test_version.py checks): it names the wheel below.
 ARG RED_VERSION=0.1.0
 
 # ---- wheel: build red once, from the sources only (see .dockerignore)
@@ -47,13 +47,13 @@ USER 10001:10001
 EXPOSE 8000 8080
 ENTRYPOINT ["red-operator"]
 
-# ---- engine: the Ray image plus red[engine,operator]; the operator submits the engine as a Ray job
-# (`python -m red_operator.engine_job`), whose report ConfigMap writer needs the kubernetes client.
+# ---- engine: the Ray image plus red[engine,kube]; the operator submits the engine as a Ray job
+# (`python -m red_operator.engine_job`), whose report ConfigMap writer needs only the kubernetes client.
 FROM ${RAY_IMAGE} AS engine
 ARG RED_VERSION
 COPY --from=wheel /wheels /tmp/wheels
 # The Ray image runs as its own non-root user (ray, uid 1000), which owns its Python environment.
 RUN pip install --no-cache-dir --disable-pip-version-check \
-      "/tmp/wheels/red-${RED_VERSION}-py3-none-any.whl[engine,operator]" \
+      "/tmp/wheels/red-${RED_VERSION}-py3-none-any.whl[engine,kube]" \
  && python -c "import ray, red, red_operator.engine_job; assert ray.__version__ == '2.60.0', ray.__version__"
 ENV PYTHONUNBUFFERED=1

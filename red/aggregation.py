@@ -40,6 +40,47 @@ def weighted_mean(updates: Sequence[Mapping[str, Array]], weights: Sequence[floa
     return out
 
 
+class RunningWeightedMean:
+    """`weighted_mean` folded one update at a time: memory is one model, whatever the number of updates.
+
+    Sums are kept in float64 with Neumaier compensation, so the result does not depend on the order the
+    updates arrived in (beyond float64 rounding far below the model's float32), and a round's aggregate
+    is the same whichever client answered first.
+    """
+
+    def __init__(self) -> None:
+        self._sum: dict[str, npt.NDArray[np.float64]] = {}
+        self._comp: dict[str, npt.NDArray[np.float64]] = {}
+        self._dtypes: dict[str, np.dtype[np.generic]] = {}
+        self.total_weight = 0.0
+        self.count = 0
+
+    def add(self, update: Mapping[str, Array], weight: float) -> None:
+        if weight < 0:
+            raise ValueError(f"weights must be non-negative, got {weight}")
+        if self.count and list(update) != list(self._sum):
+            raise ValueError(f"updates disagree on parameter names: {sorted(update)} vs {sorted(self._sum)}")
+        for k, v in update.items():
+            x = np.asarray(v, dtype=np.float64) * weight
+            if k not in self._sum:
+                self._sum[k], self._comp[k] = x.copy(), np.zeros_like(x)
+                self._dtypes[k] = np.asarray(v).dtype
+                continue
+            s = self._sum[k]
+            t = s + x
+            self._comp[k] += np.where(np.abs(s) >= np.abs(x), (s - t) + x, (x - t) + s)
+            self._sum[k] = t
+        self.total_weight += weight
+        self.count += 1
+
+    def result(self) -> Params:
+        if not self.count:
+            raise ValueError("cannot aggregate zero updates")
+        if self.total_weight <= 0:
+            raise ValueError("weights must be non-negative with a positive sum")
+        return {k: ((s + self._comp[k]) / self.total_weight).astype(self._dtypes[k]) for k, s in self._sum.items()}
+
+
 def coordinate_median(updates: Sequence[Mapping[str, Array]]) -> Params:
     """Coordinate-wise median: robust while fewer than half of the updates are arbitrary."""
     keys = _check(updates)

@@ -1,7 +1,8 @@
 """The `red` command: run, validate and draw federations.
 
     red run FILE [--rounds N] [--json] [--address ADDR] [--resume] [--plot PNG]
-    red validate FILE
+    red validate FILE|DIR|- ...
+    red explain [FIELD]
     red topology FILE --output PNG
 
 Exit codes: 0 success, 1 the federation failed while running, 2 invalid input (spec, file, flags).
@@ -13,26 +14,47 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
+from red._version import __version__
 from red.errors import FederationFailed, RedError, SpecError
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="red", description="Federated learning on Ray.")
+    p.add_argument("--version", action="version", version=f"red {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run a federation on a local Ray (or the cluster at --address)")
+    run = sub.add_parser(
+        "run",
+        help="run a federation on a local Ray (or the cluster at --address)",
+        description="Run a federation on a local Ray, or on the Ray cluster at --address. Ray's token "
+        "authentication stays on; RED_LOG_LEVEL=INFO also shows Ray's notice about it.",
+    )
     run.add_argument("file", help="Federation YAML (the same file you would kubectl apply)")
     run.add_argument("--rounds", type=int, help="override spec.rounds")
     run.add_argument("--json", action="store_true", help="print one JSON object per line")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     run.add_argument("--resume", action="store_true", help="continue from spec.checkpoint.path")
-    run.add_argument("--plot", metavar="PNG", help="save accuracy per round to this PNG")
+    run.add_argument("--plot", metavar="PNG", help="save test accuracy and loss per round to this PNG")
     run.add_argument("--report-file", metavar="PATH", help="also append JSON lines to this file")
 
-    val = sub.add_parser("validate", help="check a Federation file; exit 0 when valid")
-    val.add_argument("file")
+    val = sub.add_parser(
+        "validate",
+        help="check Federation files; exit 0 when all are valid",
+        description="Check Federation files and report every problem of each. Exit 0 when all are valid, "
+        "2 otherwise. `red explain spec` lists the fields a spec may have.",
+    )
+    val.add_argument("files", nargs="+", metavar="FILE", help="a YAML file, a folder of them, or - for stdin")
+
+    exp = sub.add_parser(
+        "explain",
+        help="list the fields of a Federation (like kubectl explain)",
+        description="List the fields at a path of a Federation, with type, default and meaning, e.g. "
+        "`red explain spec.resources`. The same list, whole: docs/spec-reference.md.",
+    )
+    exp.add_argument("field", nargs="?", default="spec", help="a dotted path, e.g. spec.cluster.nodePools")
 
     topo = sub.add_parser("topology", help="draw the federation's graph to a PNG")
     topo.add_argument("file")
@@ -46,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "validate":
             return _validate(args)
+        if args.command == "explain":
+            from red.spec.fields import explain
+
+            sys.stdout.write(explain(args.field))
+            return 0
         if args.command == "topology":
             return _topology(args)
         return _run(args)
@@ -63,13 +90,39 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _validate(args: argparse.Namespace) -> int:
-    from red.spec import load_federation
+def _validate_targets(targets: list[str]) -> list[str]:
+    """Files to check: each file as given, each folder's *.yaml / *.yml files, `-` for stdin."""
+    out: list[str] = []
+    for target in targets:
+        p = Path(target)
+        if target != "-" and p.is_dir():
+            found = sorted(str(f) for f in p.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file())
+            if not found:
+                raise SpecError(f"{p}: the folder has no .yaml or .yml files")
+            out += found
+        else:
+            out.append(target)
+    return out
 
-    fed = load_federation(args.file)
-    s = fed.spec
-    print(f"{args.file}: valid Federation {fed.name!r} ({s.schema_}, {s.clients} clients, {s.rounds} rounds)")
-    return 0
+
+def _validate(args: argparse.Namespace) -> int:
+    from red.spec import federation_from_yaml, load_federation
+
+    targets = _validate_targets(args.files)
+    invalid = 0
+    for target in targets:
+        try:
+            fed = federation_from_yaml(sys.stdin.read()) if target == "-" else load_federation(target)
+        except SpecError as err:
+            invalid += 1
+            print(f"error: {err}", file=sys.stderr)
+            continue
+        s = fed.spec
+        name = "<stdin>" if target == "-" else target
+        print(f"{name}: valid Federation {fed.name!r} ({s.schema_}, {s.clients} clients, {s.rounds} rounds)")
+    if len(targets) > 1 and invalid:
+        print(f"{invalid} of {len(targets)} files are invalid", file=sys.stderr)
+    return 2 if invalid else 0
 
 
 def _topology(args: argparse.Namespace) -> int:
@@ -107,9 +160,9 @@ def _run(args: argparse.Namespace) -> int:
         run_federation(fed, sinks, rounds=args.rounds, address=args.address, resume=args.resume)
     finally:
         if args.plot and history:
-            from red.plots import plot_accuracy
+            from red.plots import plot_progress
 
-            plot_accuracy(history, args.plot)
+            plot_progress(history, args.plot)
     return 0
 
 

@@ -5,8 +5,11 @@ operator) never imports Ray or torch. User code adds entries with the decorator:
 
     from red import schemas
 
-    @schemas.register("my-ring")
-    class MyRing(DecentralizedFederatedLearning): ...
+    @schemas.register("lollipop")
+    class Lollipop(DecentralizedFederatedLearning):
+        @classmethod
+        def build_graph(cls, fed, ids):
+            return nx.relabel_nodes(nx.lollipop_graph(3, len(ids) - 3), dict(enumerate(ids)))
 
 or through the ``red.schemas`` / ``red.algorithms`` / ``red.tasks`` entry-point groups of an installed
 package, so that a YAML file can name them.
@@ -84,10 +87,10 @@ schemas: Registry[Any] = Registry(
     "red.schemas",
     {
         "star": "red.schemas.star:StarFederatedLearning",
-        "ring": "red.schemas.decentralized:DecentralizedFederatedLearning",
-        "mesh": "red.schemas.decentralized:DecentralizedFederatedLearning",
-        "k-regular": "red.schemas.decentralized:DecentralizedFederatedLearning",
-        "custom": "red.schemas.decentralized:DecentralizedFederatedLearning",
+        "ring": "red.schemas.decentralized:RingFederatedLearning",
+        "mesh": "red.schemas.decentralized:MeshFederatedLearning",
+        "k-regular": "red.schemas.decentralized:KRegularFederatedLearning",
+        "custom": "red.schemas.decentralized:CustomFederatedLearning",
         "cluster": "red.schemas.cluster:ClusterFederatedLearning",
     },
 )

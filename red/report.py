@@ -1,7 +1,9 @@
 """Progress reports: what each round, the end and a failure look like on the wire.
 
 The same dictionaries feed every sink: the console, JSON lines (`red run --json`), a file, and the
-operator's report channel. Keys are camelCase like the Federation's status, which they feed.
+operator's report channel. Keys are camelCase like the Federation's status, which they feed. Their
+shape is `red.spec.status.EngineReport`, the contract the operator parses: `to_dict` goes through it.
+Non-finite metrics (a diverging model) are written as null: JSON has no NaN.
 """
 
 from __future__ import annotations
@@ -10,14 +12,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Health = Literal["Pending", "Alive", "Restarting", "Dead", "Finished"]
+from red.spec.status import HEALTHY, EngineReport, Health, finite_metrics
+
+HealthName = Literal["Pending", "Alive", "Restarting", "Dead", "Finished"]
 
 
 @dataclass
 class NodeState:
     id: str
     role: str
-    health: Health = "Pending"
+    health: Health | HealthName = Health.PENDING
     version: int = 0
     restarts: int = 0
     last_heartbeat: float | None = None
@@ -28,7 +32,7 @@ class NodeState:
         return {
             "id": self.id,
             "role": self.role,
-            "health": self.health,
+            "health": Health(self.health).value,
             "version": self.version,
             "restarts": self.restarts,
             "lastHeartbeat": _iso(self.last_heartbeat),
@@ -48,14 +52,16 @@ class Report:
     message: str | None = None
     time: float = field(default_factory=time.time)
     extra: dict[str, Any] = field(default_factory=dict)
+    submission_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        metrics, _ = finite_metrics({k: round(v, 6) for k, v in self.metrics.items()})
         d: dict[str, Any] = {
             "event": self.event,
             "federation": self.federation,
             "round": self.round,
             "rounds": self.rounds,
-            "metrics": {k: round(v, 6) for k, v in self.metrics.items()},
+            "metrics": metrics,
             "nodes": [n.to_dict() for n in self.nodes],
             "elapsedSeconds": round(self.elapsed_seconds, 3),
             "time": _iso(self.time),
@@ -66,8 +72,33 @@ class Report:
             d["reason"] = self.reason
         if self.message is not None:
             d["message"] = self.message
+        if self.submission_id is not None:
+            d["submissionId"] = self.submission_id
         d.update(self.extra)
-        return d
+        # Metrics that are null (non-finite) are the one place the wire may differ from the model's
+        # floats: they go out as null so `red run --json` still shows the key.
+        checked = EngineReport.model_validate({**d, "metrics": {k: v for k, v in metrics.items() if v is not None}})
+        return {**checked.wire(), "metrics": metrics}
+
+
+def compact(report: dict[str, Any], max_nodes: int) -> dict[str, Any]:
+    """``report`` (a `Report.to_dict`) with at most ``max_nodes`` nodes listed: a per-round line of a
+    10,000-node federation must not be megabytes. Unhealthy nodes are listed first (they are what a
+    reader looks for), ``nodesTotal`` and ``nodeHealth`` (nodes per health) summarise all of them, and
+    ``nodesOmitted`` says how many were left out. A ``done`` report keeps its ``versions`` map in full:
+    those are results, not progress. Returns a new dict; ``report`` is not changed."""
+    nodes: list[dict[str, Any]] = list(report.get("nodes") or [])
+    out = dict(report)
+    health: dict[str, int] = {}
+    for n in nodes:
+        health[n["health"]] = health.get(n["health"], 0) + 1
+    out["nodesTotal"] = len(nodes)
+    out["nodeHealth"] = health
+    if len(nodes) > max_nodes:
+        ranked = sorted(nodes, key=lambda n: n["health"] in HEALTHY)  # stable: keeps order
+        out["nodes"] = ranked[:max(max_nodes, 0)]
+        out["nodesOmitted"] = len(nodes) - len(out["nodes"])
+    return out
 
 
 def _iso(ts: float | None) -> str | None:

@@ -16,6 +16,32 @@ from red.spec.model import Federation
 
 log = logging.getLogger(__name__)
 
+# Ray 2.60 logs this notice (a WARNING) on every local `ray.init()` that turns on its token authentication.
+# Nothing is wrong and a user can do nothing about it but switch security off, which it suggests: hide
+# only this one record unless Red's log level is INFO or lower (RED_LOG_LEVEL=INFO).
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+RAY_AUTH_NOTICE = "Token authentication is enabled for this Ray cluster"
+
+
+class HideTokenAuthNotice(logging.Filter):
+    """Drops Ray's token-auth notice; every other record (the "disabled" warning too) passes."""
+
+    def __init__(self, show_at_or_below: int = logging.INFO) -> None:
+        super().__init__()
+        self.show_at_or_below = show_at_or_below
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(RAY_AUTH_NOTICE):
+            return True
+        return logging.getLogger("red").getEffectiveLevel() <= self.show_at_or_below
+
+
+def hide_token_auth_notice() -> None:
+    """Install the filter once on Ray's authentication logger (idempotent)."""
+    logger = logging.getLogger(RAY_AUTH_LOGGER)
+    if not any(isinstance(f, HideTokenAuthNotice) for f in logger.filters):
+        logger.addFilter(HideTokenAuthNotice())
+
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Connect to ``address`` or start a local Ray. Returns True when this call started Ray."""
@@ -23,6 +49,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
 
     if ray.is_initialized():
         return False
+    hide_token_auth_notice()
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
         return True

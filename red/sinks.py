@@ -7,6 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from red.report import compact
+from red.spec.status import HEALTHY
+
 
 class Sink(Protocol):
     def emit(self, report: dict[str, Any]) -> None: ...
@@ -14,14 +17,21 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-class JsonLinesSink:
-    """One JSON object per line (``red run --json``); flushed each line so pipes see progress live."""
+# Nodes listed per line on a JSON-lines stream (the rest are summarised; see `red.report.compact`).
+MAX_NODES_PER_LINE = 50
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+
+class JsonLinesSink:
+    """One JSON object per line (``red run --json``, the operator's job log); flushed each line so pipes
+    see progress live. Each line lists at most ``max_nodes`` nodes, unhealthy ones first, with a summary
+    of all of them, so a line's size does not grow with the federation."""
+
+    def __init__(self, stream: TextIO | None = None, max_nodes: int = MAX_NODES_PER_LINE) -> None:
         self.stream = stream or sys.stdout
+        self.max_nodes = max_nodes
 
     def emit(self, report: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(report, separators=(",", ":")) + "\n")
+        self.stream.write(json.dumps(compact(report, self.max_nodes), separators=(",", ":")) + "\n")
         self.stream.flush()
 
     def close(self) -> None:
@@ -75,7 +85,7 @@ class ConsoleSink:
                 report["federation"], total=report["rounds"], completed=report["round"], status="starting"
             )
         nodes = report.get("nodes", [])
-        alive = sum(1 for n in nodes if n["health"] in ("Alive", "Finished"))
+        alive = sum(1 for n in nodes if n["health"] in HEALTHY)
         m = report.get("metrics", {})
         status = " ".join(f"{k}={v:.3f}" for k, v in m.items() if isinstance(v, float)) + (
             f"  nodes {alive}/{len(nodes)}" if nodes else ""

@@ -20,11 +20,11 @@ GCS_PORT = 6379
 CLIENT_PORT = 10001
 
 
-def _meta(name: str, namespace: str, fed: str, uid: str) -> dict[str, Any]:
+def _meta(name: str, namespace: str, fed: str, uid: str, component: str) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": namespace,
-        "labels": names.labels(fed),
+        "labels": names.labels(fed, component),
         "ownerReferences": [names.owner_reference(fed, uid)],
     }
 
@@ -76,22 +76,23 @@ def build_raycluster(fed: str, namespace: str, uid: str, spec: FederationSpec, s
                 "minReplicas": replicas,
                 "maxReplicas": max(replicas, pool.max_workers),
                 "rayStartParams": {},
-                "template": {"metadata": {"labels": names.labels(fed)}, "spec": pod_spec},
+                "template": {"metadata": {"labels": names.labels(fed, names.COMPONENT_RAY_WORKER)}, "spec": pod_spec},
             }
         )
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
-        "metadata": _meta(names.raycluster(fed), namespace, fed, uid),
+        "metadata": _meta(names.raycluster(fed), namespace, fed, uid, names.COMPONENT_RAYCLUSTER),
         "spec": {
             "rayVersion": cluster.ray_version,
             # Ray >= 2.52 token auth, wired by KubeRay (RAY_AUTH_MODE/RAY_AUTH_TOKEN on every container)
             # from our own Secret, so the operator holds the token without reading KubeRay's objects.
-            "authOptions": {"mode": "token", "secretName": names.token_secret(fed)},
+            # KubeRay >= v1.6.0 (older ones prune authOptions: the operator then refuses to submit).
+            "authOptions": {"mode": "token", "secretName": names.token_secret(fed, uid)},
             "headGroupSpec": {
                 "rayStartParams": {"dashboard-host": "0.0.0.0"},
                 "template": {
-                    "metadata": {"labels": names.labels(fed)},
+                    "metadata": {"labels": names.labels(fed, names.COMPONENT_RAY_HEAD)},
                     "spec": {"serviceAccountName": account, "containers": [head]},
                 },
             },
@@ -104,7 +105,7 @@ def build_token_secret(fed: str, namespace: str, uid: str, token: str) -> dict[s
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": _meta(names.token_secret(fed), namespace, fed, uid),
+        "metadata": _meta(names.token_secret(fed, uid), namespace, fed, uid, names.COMPONENT_TOKEN),
         "type": "Opaque",
         "stringData": {names.TOKEN_KEY: token},
     }
@@ -115,7 +116,7 @@ def build_report_configmap(fed: str, namespace: str, uid: str) -> dict[str, Any]
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta(names.report_configmap(fed), namespace, fed, uid),
+        "metadata": _meta(names.report_configmap(fed), namespace, fed, uid, names.COMPONENT_REPORT),
         "data": {},
     }
 
@@ -124,7 +125,7 @@ def build_service_account(fed: str, namespace: str, uid: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": _meta(names.engine_account(fed), namespace, fed, uid),
+        "metadata": _meta(names.engine_account(fed), namespace, fed, uid, names.COMPONENT_ENGINE),
     }
 
 
@@ -133,27 +134,43 @@ def build_role(fed: str, namespace: str, uid: str) -> dict[str, Any]:
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
-        "metadata": _meta(names.engine_account(fed), namespace, fed, uid),
+        "metadata": _meta(names.engine_account(fed), namespace, fed, uid, names.COMPONENT_ENGINE),
         "rules": [
             {
                 "apiGroups": [""],
                 "resources": ["configmaps"],
                 "resourceNames": [names.report_configmap(fed)],
-                "verbs": ["get", "update", "patch"],
+                # patch only (the sink's one call): the operator must hold whatever this grants.
+                "verbs": ["get", "patch"],
             }
         ],
     }
 
 
-def build_role_binding(fed: str, namespace: str, uid: str) -> dict[str, Any]:
+def build_role_binding(
+    fed: str, namespace: str, uid: str, borrowed_accounts: list[str] | None = None
+) -> dict[str, Any]:
+    """Binds the engine's Role to its ServiceAccount and, for an `existingCluster`, to the ServiceAccounts
+    that cluster's pods run as (in cluster the engine runs as those): the grant is this Federation's
+    report ConfigMap and nothing else, so the lender gains nothing but a way to report for the borrower."""
     name = names.engine_account(fed)
+    accounts = [name, *(a for a in dict.fromkeys(borrowed_accounts or []) if a != name)]
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
-        "metadata": _meta(name, namespace, fed, uid),
+        "metadata": _meta(name, namespace, fed, uid, names.COMPONENT_ENGINE),
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        "subjects": [{"kind": "ServiceAccount", "name": a, "namespace": namespace} for a in accounts],
     }
+
+
+def pod_accounts(rc: dict[str, Any]) -> list[str]:
+    """The ServiceAccounts a RayCluster's pods run as (`default` where a template names none)."""
+    spec = rc.get("spec") or {}
+    templates = [(spec.get("headGroupSpec") or {}).get("template") or {}]
+    templates += [(g or {}).get("template") or {} for g in spec.get("workerGroupSpecs") or []]
+    found = [((t.get("spec") or {}).get("serviceAccountName") or "default") for t in templates]
+    return list(dict.fromkeys(found))
 
 
 def build_job_request(
@@ -182,6 +199,7 @@ def build_job_request(
         ),
         "RED_NAMESPACE": namespace,
         "RED_REPORT_CONFIGMAP": names.report_configmap(fed),
+        "RED_SUBMISSION_ID": submission_id,  # stamped on every report: the operator ignores other attempts
         "RED_RESUME": "1" if resume else "0",
         "RED_REPORT_INTERVAL_SECONDS": f"{report_interval_seconds:g}",
         **(extra_env or {}),

@@ -13,6 +13,11 @@ Types (each set on every reconcile, each with a reason and a message):
 * `Stalled`       — no progress without intervention: engine silent past stallTimeoutSeconds, or the
                     federation cannot fit (kstatus)
 * `Reconciling`   — still working towards the spec (kstatus)
+* `ReportValid`   — the engine's last report matched its schema (True/Sanitized: something non-finite or
+                    too large was dropped; False/ReportInvalid: it was ignored, the message says why;
+                    Unknown/OtherAttempt: it was written by an earlier attempt)
+* `Synced`        — the last pass reached the Kubernetes API without errors (False/ApiError names the
+                    call and the API server's answer; the operator backs off meanwhile)
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ DEGRADED = "Degraded"
 SUSPENDED = "Suspended"
 STALLED = "Stalled"
 RECONCILING = "Reconciling"
+REPORT_VALID = "ReportValid"
+SYNCED = "Synced"
 
 ORDER = (
     READY,
@@ -44,6 +51,8 @@ ORDER = (
     SUSPENDED,
     STALLED,
     RECONCILING,
+    REPORT_VALID,
+    SYNCED,
 )
 # Conditions whose True is bad news: their transitions to True become Warning events.
 ABNORMAL_WHEN_TRUE = {FAILED, DEGRADED, STALLED}
@@ -102,12 +111,13 @@ def is_true(conditions: list[dict[str, Any]], type_: str) -> bool:
 
 
 _BENIGN_FALSE_REASONS = {"Creating", "Suspended", "Deleted", "NoReport"}
+_WARN_WHEN_FALSE = (CLUSTER_READY, NODES_HEALTHY, REPORT_VALID, SYNCED)
 
 
 def is_bad_news(c: dict[str, Any]) -> bool:
     """Whether a condition's new state deserves a Warning event."""
     if c["type"] in ABNORMAL_WHEN_TRUE:
         return bool(c["status"] == "True")
-    if c["type"] in (CLUSTER_READY, NODES_HEALTHY):
+    if c["type"] in _WARN_WHEN_FALSE:
         return c["status"] == "False" and c.get("reason") not in _BENIGN_FALSE_REASONS
     return False

@@ -12,8 +12,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from red.spec.model import FederationSpec
+from red.spec.status import TERMINAL_PHASES as TERMINAL_PHASES
 
-TERMINAL_PHASES = ("Succeeded", "Failed")
+# Engine failure reasons that a retry cannot fix: the same spec fails the same way (fix it instead).
+NOT_RETRIED = frozenset({"SpecError"})
 RAY_TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 RAY_ACTIVE = ("PENDING", "RUNNING")
 # Our own job status (not Ray's): the job was stopped because of spec.suspend; resuming starts a new attempt.
@@ -64,8 +66,10 @@ def plan(
     cluster_ready: bool,
     fits: bool,
     now: datetime,
+    engine_reason: str | None = None,
 ) -> Plan:
-    """Decide cluster and job actions. `status` is the Federation's current status (maybe empty)."""
+    """Decide cluster and job actions. `status` is the Federation's current status (maybe empty).
+    `engine_reason` is the current attempt's failure reason from its own report, if it failed."""
     job = status.get("job") or {}
     attempts = int(job.get("attempts") or 0)
     failures = int(job.get("failures") or 0)
@@ -95,12 +99,21 @@ def plan(
         return Plan(cluster_action, "none", attempts, False, failures, why="dashboard unreachable")
     if status_now in RAY_ACTIVE or status_now == "SUCCEEDED":
         return Plan(cluster_action, "none", attempts, False, failures, why=f"job {status_now}")
-    # FAILED, STOPPED by someone else, or lost (Ray no longer knows the id): one failure, counted once.
-    already_counted = job.get("status") in ("FAILED", "STOPPED", "LOST") and job.get("countedFailure") == job.get(
-        "submissionId"
-    )
+    # FAILED, STOPPED by someone else, or lost (Ray no longer knows the id, or its cluster is gone):
+    # one failure per submission, however many passes see it gone.
+    already_counted = job.get("submissionId") is not None and job.get("countedFailure") == job.get("submissionId")
     if not already_counted:
         failures += 1
+    if engine_reason in NOT_RETRIED and status_now == "FAILED":
+        return Plan(
+            cluster_action,
+            "none",
+            attempts,
+            False,
+            failures,
+            terminal_failure=True,
+            why=f"{engine_reason} is not retried",
+        )
     if failures > spec.backoff_limit:
         return Plan(
             cluster_action,

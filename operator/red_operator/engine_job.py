@@ -3,9 +3,9 @@
     python -m red_operator.engine_job
 
 Reads everything from the environment the operator set on the job (see `builders.build_job_request`):
-`RED_FEDERATION` (the Federation as JSON), `RED_NAMESPACE`, `RED_REPORT_CONFIGMAP`, `RED_RESUME`,
+`RED_FEDERATION` (the Federation as JSON), `RED_NAMESPACE`, `RED_REPORT_CONFIGMAP`, `RED_SUBMISSION_ID`, `RED_RESUME`,
 `RED_REPORT_INTERVAL_SECONDS`, and `KUBECONFIG` for out-of-cluster runs (in a pod, the mounted token of
-the Federation's engine ServiceAccount is used). That account may update one ConfigMap and nothing else.
+the Federation's engine ServiceAccount is used). That account may patch one ConfigMap and nothing else.
 """
 
 from __future__ import annotations
@@ -18,21 +18,22 @@ import threading
 import time
 from typing import Any
 
+from red.report import compact as report_compact
+from red.spec.status import MAX_NODES
 from red_operator import names
 
 log = logging.getLogger("red_operator.engine_job")
-MAX_NODES_IN_REPORT = 200
+MAX_NODES_IN_REPORT = MAX_NODES
 
 
-def compact(report: dict[str, Any]) -> dict[str, Any]:
+def compact(report: dict[str, Any], submission_id: str | None = None) -> dict[str, Any]:
     """The report as stored: ConfigMaps (and status) must stay small, so very large federations list
-    their unhealthy nodes first and at most MAX_NODES_IN_REPORT nodes in all."""
-    out = {k: v for k, v in report.items() if k != "versions"}
-    nodes = list(report.get("nodes") or [])
-    out["nodesTotal"] = len(nodes)
-    if len(nodes) > MAX_NODES_IN_REPORT:
-        nodes.sort(key=lambda n: n.get("health") in ("Alive", "Finished"))
-        out["nodes"] = nodes[:MAX_NODES_IN_REPORT]
+    their unhealthy nodes first and at most MAX_NODES_IN_REPORT nodes in all (`red.report.compact`),
+    without the versions map (status has every node's version already). Stamped with the submission
+    that wrote it, so the operator can tell this attempt's report from an earlier one's."""
+    out = {k: v for k, v in report_compact(report, MAX_NODES_IN_REPORT).items() if k != "versions"}
+    if submission_id:
+        out["submissionId"] = submission_id
     return out
 
 
@@ -42,8 +43,16 @@ class ConfigMapSink:
     slows the federation. A write that fails is logged and retried with the next report: the federation
     never stops because its report could not be published."""
 
-    def __init__(self, namespace: str, name: str, interval_seconds: float = 2.0, core: Any = None) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        interval_seconds: float = 2.0,
+        core: Any = None,
+        submission_id: str | None = None,
+    ) -> None:
         self.namespace, self.name, self.interval = namespace, name, interval_seconds
+        self.submission_id = submission_id
         self.core = core or _core_api()
         self._pending: dict[str, Any] | None = None
         self._urgent = False
@@ -55,7 +64,7 @@ class ConfigMapSink:
 
     def emit(self, report: dict[str, Any]) -> None:
         with self._cv:
-            self._pending = compact(report)
+            self._pending = compact(report, self.submission_id)
             self._urgent = self._urgent or report.get("event") in ("start", "done", "failed")
             self._cv.notify()
 
@@ -86,7 +95,7 @@ class ConfigMapSink:
     def _write(self, report: dict[str, Any]) -> bool:
         body = {"data": {names.REPORT_KEY: json.dumps(report, separators=(",", ":"))}}
         try:
-            self.core.patch_namespaced_config_map(self.name, self.namespace, body)
+            self.core.patch_namespaced_config_map(self.name, self.namespace, body, _request_timeout=30)
         except Exception as err:  # publishing progress must never kill the run
             log.warning("could not write report ConfigMap %s/%s: %s", self.namespace, self.name, err)
             return False
@@ -123,6 +132,7 @@ def main() -> int:
         os.environ["RED_NAMESPACE"],
         os.environ["RED_REPORT_CONFIGMAP"],
         float(os.environ.get("RED_REPORT_INTERVAL_SECONDS", "2")),
+        submission_id=os.environ.get("RED_SUBMISSION_ID"),
     )
     resume = os.environ.get("RED_RESUME") == "1"
     try:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from red.spec.model import GROUP, PLURAL, VERSION
 from red_operator import metrics, names
+from red_operator.failures import Heartbeat
 from red_operator.reconcile import Reconciler
 from red_operator.settings import Settings
 
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 def build_registry(reconciler: Reconciler, settings: Settings) -> kopf.OperatorRegistry:
     """Register the handlers on a fresh registry (so tests and `main` can build their own)."""
     registry = kopf.OperatorRegistry()
+    heartbeat = Heartbeat()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -44,16 +47,21 @@ def build_registry(reconciler: Reconciler, settings: Settings) -> kopf.OperatorR
     @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.reconcile_interval_seconds, registry=registry)
     def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         lock = _lock(memo)
-        with lock:
-            try:
-                outcome = reconciler.reconcile(plain(body))
-            except Exception as err:
-                # Handled here, not by kopf's retry backoff (a minute for timers): the next tick retries.
-                metrics.RECONCILES.labels(result="error").inc()
-                metrics.ERRORS.labels(error=type(err).__name__).inc()
-                log.exception("reconcile of %s/%s failed", body.metadata.namespace, body.metadata.name)
-                return
-        metrics.RECONCILES.labels(result="written" if outcome.written else "unchanged").inc()
+        token = heartbeat.started(str(body.metadata.uid), datetime.now(UTC))
+        try:
+            with lock:
+                # A failed pass is handled in `run` (condition, Event, our own backoff), not by kopf's
+                # retries (a minute for timers, and silent).
+                outcome = reconciler.run(plain(body))
+        finally:
+            heartbeat.finished(token, datetime.now(UTC))
+        if outcome.skipped:
+            return
+        if outcome.error_kind is not None:
+            metrics.RECONCILES.labels(result="error").inc()
+            metrics.ERRORS.labels(error=outcome.error_kind).inc()
+        else:
+            metrics.RECONCILES.labels(result="written" if outcome.written else "unchanged").inc()
         for kind, reason, message in outcome.events:
             kopf.event(body, type=kind, reason=reason, message=message)
 
@@ -61,10 +69,15 @@ def build_registry(reconciler: Reconciler, settings: Settings) -> kopf.OperatorR
     def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         with _lock(memo):
             removed = reconciler.cleanup(plain(body))
+        heartbeat.forget(str(body.metadata.uid))
         logger.info("removed: %s", ", ".join(removed) or "nothing")
 
     @kopf.on.probe(id="federations", registry=registry)
     def probe(**_: Any) -> str:
+        stuck = heartbeat.stuck(datetime.now(UTC), settings.stuck_after_seconds)
+        if stuck is not None:
+            # Permanent: kopf then answers the liveness endpoint with an error at once (no retries).
+            raise kopf.PermanentError(f"reconciles are stuck: {stuck}")
         return "ok"
 
     return registry

@@ -1,7 +1,8 @@
 """A small client for Ray's Jobs REST API on a cluster's dashboard (port 8265).
 
 Calls: `POST /api/jobs/`, `GET /api/jobs/{id}`, `POST /api/jobs/{id}/stop`, `GET /api/version`. Every
-call sends `Authorization: Bearer <token>` (Ray >= 2.52 token auth stays on). The token is never logged:
+call sends `Authorization: Bearer <token>` (Ray >= 2.52 token auth stays on), except the one probe that
+checks the head refuses callers without it (`enforces_auth`). The token is never logged:
 errors carry the URL path and Ray's answer only.
 
     DashboardError            the dashboard answered with an error
@@ -37,10 +38,13 @@ class JobsClient:
     token: str = field(repr=False)  # never in logs or tracebacks
     timeout_seconds: float = 30.0
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, authenticated: bool = True
+    ) -> tuple[int, str]:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base_url.rstrip("/") + path, data=data, method=method)
-        req.add_header("Authorization", f"Bearer {self.token}")
+        if authenticated:
+            req.add_header("Authorization", f"Bearer {self.token}")
         if data is not None:
             req.add_header("Content-Type", "application/json")
         try:
@@ -60,6 +64,17 @@ class JobsClient:
             raise DashboardError(f"GET /api/version: HTTP {code}: {text[:300]}", code)
         result: dict[str, Any] = json.loads(text)
         return result
+
+    def enforces_auth(self) -> bool:
+        """Whether the head refuses a Jobs API call that carries no token (401/403). False means anyone
+        who reaches the dashboard can run code on the cluster: token auth is off (e.g. a KubeRay older
+        than v1.6.0 pruned `authOptions`). Other answers raise DashboardError: nothing is known yet."""
+        code, text = self._call("GET", "/api/jobs/", authenticated=False)
+        if code in (401, 403):
+            return True
+        if code == 200:
+            return False
+        raise DashboardError(f"GET /api/jobs/ (without a token): HTTP {code}: {text[:300]}", code)
 
     def submit(self, request: dict[str, Any]) -> tuple[str, bool]:
         """Submit a job. Returns (submission_id, adopted): an id Ray already has is adopted, not an error."""

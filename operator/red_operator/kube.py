@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -16,15 +17,49 @@ from red_operator import names
 RAY_GROUP, RAY_VERSION, RAY_PLURAL = "ray.io", "v1", "rayclusters"
 
 
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) turning `old` into `new`: removed keys become null, nested maps are
+    patched key by key (so a metric that was dropped really goes), lists are replaced whole."""
+    out: dict[str, Any] = {k: None for k in old if k not in new}
+    for k, v in new.items():
+        before = old.get(k)
+        out[k] = merge_patch(before, v) if isinstance(before, dict) and isinstance(v, dict) else v
+    return out
+
+
+class _Timed:
+    """An API class whose every call has a timeout (no call may hang a reconcile) and whose errors
+    name the call (`err.red_call`), so a condition can say which one the API server refused."""
+
+    def __init__(self, api: Any, timeout_seconds: float) -> None:
+        self._api, self._timeout = api, timeout_seconds
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self._api, name)
+        if not callable(fn):
+            return fn
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("_request_timeout", self._timeout)
+            try:
+                return fn(*args, **kwargs)
+            except Exception as err:  # an API error, a timeout: say which call it was, then re-raise
+                with contextlib.suppress(AttributeError):
+                    err.red_call = name  # type: ignore[attr-defined]
+                raise
+
+        return call
+
+
 class Kube:
     """The calls the reconciler makes, nothing more (see red_operator.rbac for the matching rules)."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, timeout_seconds: float = 30.0) -> None:
         self.api = api
         # Typed as Any: we pass and get plain dicts, not the client's model classes.
-        self.core: Any = client.CoreV1Api(api)
-        self.rbac: Any = client.RbacAuthorizationV1Api(api)
-        self.custom: Any = client.CustomObjectsApi(api)
+        self.core: Any = _Timed(client.CoreV1Api(api), timeout_seconds)
+        self.rbac: Any = _Timed(client.RbacAuthorizationV1Api(api), timeout_seconds)
+        self.custom: Any = _Timed(client.CustomObjectsApi(api), timeout_seconds)
 
     # --- generic ----------------------------------------------------------------------------------
     def create(self, obj: dict[str, Any]) -> bool:
@@ -51,8 +86,27 @@ class Kube:
             raise
         return True
 
-    def delete(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete, ignoring absence. True when something was deleted."""
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as a plain dict, or None when absent. Not for Secrets: the operator reads none."""
+        calls = {
+            "ConfigMap": self.core.read_namespaced_config_map,
+            "ServiceAccount": self.core.read_namespaced_service_account,
+            "Role": self.rbac.read_namespaced_role,
+            "RoleBinding": self.rbac.read_namespaced_role_binding,
+        }
+        if kind == "RayCluster":
+            return self.get_raycluster(namespace, name)
+        try:
+            obj: dict[str, Any] = self._raw(calls[kind], name, namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return obj
+
+    def delete(self, kind: str, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        """Delete, ignoring absence. True when something was deleted. With `uid`, only that very object
+        (a precondition): one that was replaced meanwhile by someone else's is left alone."""
         calls = {
             "Secret": self.core.delete_namespaced_secret,
             "ConfigMap": self.core.delete_namespaced_config_map,
@@ -60,15 +114,16 @@ class Kube:
             "Role": self.rbac.delete_namespaced_role,
             "RoleBinding": self.rbac.delete_namespaced_role_binding,
         }
+        body = {"preconditions": {"uid": uid}} if uid else None
         try:
             if kind == "RayCluster":
                 self.custom.delete_namespaced_custom_object(
-                    RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, propagation_policy="Background"
+                    RAY_GROUP, RAY_VERSION, namespace, RAY_PLURAL, name, propagation_policy="Background", body=body
                 )
             else:
-                calls[kind](name, namespace)
+                calls[kind](name, namespace, body=body)
         except ApiException as err:
-            if err.status == 404:
+            if err.status == 404 or (uid and err.status == 409):
                 return False
             raise
         return True
@@ -108,7 +163,8 @@ class Kube:
         raw = (secret.data or {}).get(key)
         return base64.b64decode(raw).decode() if raw else None
 
-    def read_report(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def read_report(self, namespace: str, name: str) -> str | None:
+        """The report ConfigMap's raw text: untrusted, parsed by `red.spec.status.parse_report`."""
         try:
             cm = self.core.read_namespaced_config_map(name, namespace)
         except ApiException as err:
@@ -116,18 +172,12 @@ class Kube:
                 return None
             raise
         text = (cm.data or {}).get(names.REPORT_KEY)
-        if not text:
-            return None
-        try:
-            report: dict[str, Any] = json.loads(text)
-        except ValueError:
-            return None
-        return report
+        return str(text) if text else None
 
     # --- Federation status ------------------------------------------------------------------------
     def patch_status(self, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
-        """Merge-patch the status subresource; keys that disappeared are set to null (removed)."""
-        body = {"status": {**{k: None for k in old if k not in new}, **new}}
+        """Merge-patch the status subresource; keys that disappeared, at any depth, are removed."""
+        body = {"status": merge_patch(old, new)}
         self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, body)
 
     # --- engine credentials for out-of-cluster runs -----------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from red._version import __version__
 from red.spec.model import API_VERSION, KIND
 
 GROUP_PREFIX = "red.dev"
@@ -11,6 +12,15 @@ FINALIZER = f"{GROUP_PREFIX}/finalizer"
 LABEL_FEDERATION = f"{GROUP_PREFIX}/federation"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "red-operator"
+APP = "red"
+
+# app.kubernetes.io/component of each kind of owned object (the recommended labels' "role in the app").
+COMPONENT_RAYCLUSTER = "ray-cluster"
+COMPONENT_RAY_HEAD = "ray-head"
+COMPONENT_RAY_WORKER = "ray-worker"
+COMPONENT_TOKEN = "ray-token"
+COMPONENT_REPORT = "report"
+COMPONENT_ENGINE = "engine"  # the engine's ServiceAccount, Role and RoleBinding
 TOKEN_KEY = "auth_token"  # the key KubeRay's authOptions.secretName expects
 REPORT_KEY = "report"
 
@@ -19,8 +29,10 @@ def raycluster(fed: str) -> str:
     return f"{fed}-ray"
 
 
-def token_secret(fed: str) -> str:
-    return f"{fed}-ray-token"
+def token_secret(fed: str, uid: str) -> str:
+    """Carries the Federation's uid: no object made before the Federation existed can have this name, so
+    the operator (which may create Secrets but never read them) can take a Secret of this name as its own."""
+    return f"{fed}-ray-token-{uid.replace('-', '')[:8]}"
 
 
 def report_configmap(fed: str) -> str:
@@ -38,8 +50,21 @@ def submission_id(fed: str, uid: str, attempt: int) -> str:
     return f"red-{fed}-{uid.replace('-', '')[:8]}-{attempt}"
 
 
-def labels(fed: str) -> dict[str, str]:
-    return {LABEL_FEDERATION: fed, LABEL_MANAGED_BY: MANAGER}
+def labels(fed: str, component: str) -> dict[str, str]:
+    """Kubernetes' recommended `app.kubernetes.io/*` set, plus the Federation's name under red.dev/.
+
+    `instance` is the Federation (one app instance per Federation), `name`/`part-of` the application,
+    `component` the object's role in it, `version` the Red release that created it.
+    """
+    return {
+        "app.kubernetes.io/name": APP,
+        "app.kubernetes.io/instance": fed,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": APP,
+        LABEL_MANAGED_BY: MANAGER,
+        "app.kubernetes.io/version": __version__,
+        LABEL_FEDERATION: fed,
+    }
 
 
 def owner_reference(fed: str, uid: str) -> dict[str, Any]:

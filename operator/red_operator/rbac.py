@@ -3,6 +3,25 @@
 Cluster-wide (a ClusterRole) because Federations may live in any namespace. Every rule below is used:
 `kube.Kube` makes exactly these calls, plus kopf's own (watching Federations, Events, finalizers and
 annotations on Federations, CRD discovery).
+
+What the operator may NOT do, on purpose (the chart's cluster test checks each with `kubectl auth can-i`,
+in kube-system too):
+
+* read, list or watch Secrets. Each Federation's Ray token is derived (`red_operator.tokens`: HMAC of
+  the Federation's uid under the operator's key), so the operator only *creates* the token Secret for
+  KubeRay. Borrowing an `existingCluster` means using that cluster's token: its owner grants the
+  operator `get` on that one Secret (docs/kubernetes.md, Security model).
+* mint ServiceAccount tokens (`serviceaccounts/token`). Only an operator run *out of cluster* with
+  `--engine-kubeconfig-dir` needs that (the engine then runs outside any pod); it is `DEV_RULES`, an
+  opt-in chart value (`rbac.engineTokenRequests`), off by default.
+* update ConfigMaps, delete Secrets, escalate or bind roles, touch pods, or create anything cluster-wide.
+
+One right stays although the operator itself never uses it: `patch` on ConfigMaps. The engine writes
+its report into one ConfigMap through a per-Federation Role (`resourceNames: [<fed>-report]`), and the
+API server lets a subject create a Role, or bind one, only when it holds every right the Role grants
+(RBAC escalation prevention). The alternatives are worse: `escalate`/`bind` on roles would let the
+operator grant anything to anyone; a chart-wide ClusterRole bound per Federation would let each engine
+patch every ConfigMap of its namespace.
 """
 
 from __future__ import annotations
@@ -31,13 +50,13 @@ RULES: list[PolicyRule] = [
         "verbs": ["get", "list", "watch", "create", "delete"],
     },
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-    # Owned per-Federation objects: the token Secret, the report ConfigMap, the engine's identity.
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "delete"]},
-    # (update and patch also because granting the engine's Role requires holding what it grants)
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "delete", "patch", "update"]},
+    # The token Secret: created once, never read (the token is derived), removed by the garbage collector
+    # with its Federation (it carries the ownerReference).
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+    # The report ConfigMap: read each pass. `patch` only because the engine's Role grants it (see above).
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "delete", "patch"]},
+    # The engine's identity; `get` checks that an existing one is ours before it is used or deleted.
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create", "delete"]},
-    # Out-of-cluster runs only (--engine-kubeconfig-dir): a token for the engine's ServiceAccount.
-    {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
     {
         "apiGroups": ["rbac.authorization.k8s.io"],
         "resources": ["roles", "rolebindings"],
@@ -45,4 +64,11 @@ RULES: list[PolicyRule] = [
     },
     # Events on every transition (kopf posts them).
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+
+DEV_RULES: list[PolicyRule] = [
+    # Out-of-cluster runs only (--engine-kubeconfig-dir): a short-lived token for each engine's
+    # ServiceAccount. In every namespace this is the power to act as any ServiceAccount there (kube-system
+    # included), so the chart grants it only with rbac.engineTokenRequests=true.
+    {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
 ]

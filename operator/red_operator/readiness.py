@@ -71,6 +71,9 @@ def observe_cluster(raycluster: dict[str, Any] | None, pods: list[dict[str, Any]
     if raycluster is None:
         return ClusterObservation(exists=False, reason="NotFound", message="the RayCluster does not exist")
     status = raycluster.get("status") or {}
+    if (raycluster.get("metadata") or {}).get("deletionTimestamp"):
+        # Going away (deleted by hand, or by us): never ready, so no job is submitted to it.
+        return ClusterObservation(True, False, "Deleting", "the RayCluster is being deleted")
     conds = {c.get("type"): c for c in status.get("conditions") or []}
     head_ready = (conds.get("HeadPodReady") or {}).get("status") == "True"
     desired = int(status.get("desiredWorkerReplicas") or 0)

@@ -9,24 +9,30 @@ modules (`decide`, `status`, `builders`, `readiness`); this module only gathers 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from red.errors import SpecError
 from red.spec.loader import spec_from_dict
 from red.spec.model import FederationSpec
-from red_operator import builders, conditions, metrics, names
-from red_operator.decide import SUSPENDED, TERMINAL_PHASES, RayJob, plan
+from red.spec.status import Event, ReportReading, parse_report
+from red_operator import builders, conditions, metrics, names, ownership, tokens
+from red_operator.decide import SUSPENDED, TERMINAL_PHASES, Plan, RayJob, plan
+from red_operator.failures import Backoff, describe, failure_conditions
 from red_operator.jobs import DashboardError, JobsClient, dashboard_url
 from red_operator.kube import Kube
 from red_operator.readiness import observe_cluster
 from red_operator.settings import Settings
 from red_operator.sizing import size_cluster
-from red_operator.status import Observed, fold
+from red_operator.status import Blocked, Observed, fold, recover
+
+# The first KubeRay that honours RayCluster.spec.authOptions (older ones prune the field silently).
+MIN_KUBERAY_FOR_AUTH = "v1.6.0"
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,12 @@ class Outcome:
     events: list[tuple[str, str, str]] = field(default_factory=list)
     """(type Normal|Warning, reason, message) to post on the Federation."""
     written: bool = False
+    skipped: bool = False
+    """True when the pass was not run: the Federation is backing off after a failure."""
+    error: str | None = None
+    """Why the pass failed (also in the Synced condition and a Warning Event)."""
+    error_kind: str | None = None
+    """ApiError (the API server answered with an error) or ReconcileError (anything else)."""
 
 
 class Reconciler:
@@ -46,8 +58,57 @@ class Reconciler:
         # Federations (by uid) whose owned objects this process has made sure of; re-checked after a
         # restart. Something deleted by hand meanwhile is recreated by the next operator start.
         self._ensured: set[str] = set()
+        self.backoff = Backoff(base=settings.reconcile_interval_seconds, cap=settings.max_backoff_seconds)
+        # Names the engine image knows but this process cannot import: known, so specs naming them pass.
+        from red import registry
+
+        for kind, plugin in settings.plugins():
+            {"task": registry.tasks, "algorithm": registry.algorithms, "schema": registry.schemas}[kind].add(
+                plugin, None
+            )
+        self._key = tokens.load_key(settings.token_key_file) if settings.token_key_file is not None else None
 
     # --- the pass ---------------------------------------------------------------------------------
+    def run(self, body: Mapping[str, Any], *, now: datetime | None = None) -> Outcome:
+        """One timer tick: a pass, unless the Federation is backing off after a failed one. A pass that
+        raises becomes `Synced=False`, a Warning Event and an exponentially longer wait."""
+        uid = body["metadata"]["uid"]
+        now = now or datetime.now(UTC)
+        if not self.backoff.due(uid, now):
+            return Outcome(dict(body.get("status") or {}), skipped=True)
+        try:
+            out = self.reconcile(body, now=now)
+        except Exception as err:
+            return self._failed(body, err, now)
+        self.backoff.succeeded(uid)
+        return out
+
+    def _failed(self, body: Mapping[str, Any], err: Exception, now: datetime) -> Outcome:
+        meta = body["metadata"]
+        name, ns = meta["name"], meta["namespace"]
+        failure = describe(err)
+        wait = self.backoff.failed(meta["uid"], now)
+        log.warning("%s/%s: pass failed, next try in %g s: %s", ns, name, wait, failure.message)
+        prev: dict[str, Any] = dict(body.get("status") or {})
+        new = {
+            **prev,
+            "conditions": failure_conditions(
+                list(prev.get("conditions") or []),
+                failure,
+                wait,
+                generation=int(prev.get("observedGeneration") or 0),
+                now=now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            ),
+        }
+        kind = "ApiError" if failure.code else "ReconcileError"
+        out = Outcome(new, [("Warning", kind, failure.message)], error=failure.message, error_kind=kind)
+        try:
+            self.kube.patch_status(ns, name, prev, new)
+            out.written = True
+        except Exception as patch_err:  # the status itself may be what fails (a 403): the Event still goes
+            log.warning("%s/%s: could not record the failure in status: %s", ns, name, describe(patch_err).message)
+        return out
+
     def reconcile(self, body: Mapping[str, Any], *, now: datetime | None = None) -> Outcome:
         meta = body["metadata"]
         name, ns, uid = meta["name"], meta["namespace"], meta["uid"]
@@ -57,23 +118,37 @@ class Reconciler:
         events: list[tuple[str, str, str]] = []
 
         try:
-            spec = spec_from_dict(body.get("spec"), source=f"Federation {ns}/{name}")
+            # check_registry: an unknown task, algorithm or schema fails here, before a GPU cluster exists.
+            spec = spec_from_dict(body.get("spec"), source=f"Federation {ns}/{name}", check_registry=True)
         except SpecError as err:
             return self._finish(
                 name, ns, prev, fold(prev, Observed(generation, now, None, spec_error=str(err))), events
             )
+        stored = prev
+        prev = recover(stored)  # a fixed spec revives a Federation that failed only for its spec
 
         sizing = size_cluster(spec)
         existing = spec.cluster.existing_cluster
         cluster_name = existing or names.raycluster(name)
         terminal = prev.get("phase") in TERMINAL_PHASES
-        if not terminal and uid not in self._ensured:
-            for obj in self._owned(name, ns, uid):
-                if self.kube.create(obj):
-                    log.info("%s/%s: created %s %s", ns, name, obj["kind"], obj["metadata"]["name"])
-            self._ensured.add(uid)
-
         rc = self.kube.get_raycluster(ns, cluster_name)
+        blocked: Blocked | None = None
+        if rc is not None:
+            refusal = (
+                ownership.borrow_refusal(rc, uid)
+                if existing
+                else None
+                if ownership.is_owned(rc, uid)
+                else ownership.conflict_message("RayCluster", ns, cluster_name, rc)
+            )
+            if refusal is not None:
+                # Someone else's cluster: never looked at again, never submitted to, never deleted.
+                blocked = Blocked("ClusterNotBorrowable" if existing else "NameConflict", refusal)
+                rc = None
+        # A borrowed cluster's ServiceAccounts go into the engine's RoleBinding, so wait until it exists.
+        if blocked is None and not terminal and uid not in self._ensured and not (existing and rc is None):
+            blocked = self._ensure_owned(name, ns, uid, builders.pod_accounts(rc) if existing and rc else None)
+
         cluster = observe_cluster(rc, [])
         if rc is not None and not cluster.ready:
             # Only a cluster that is not ready needs its pods read, for the reason.
@@ -85,7 +160,9 @@ class Reconciler:
             namespace=ns,
             federation=name,
         )
-        jobs = self._jobs(url, ns, name, rc) if rc is not None and not terminal else None
+        jobs: JobsClient | None = None
+        if rc is not None and not terminal and blocked is None:
+            jobs, blocked = self._jobs(url, ns, uid, rc)
 
         job = prev.get("job") or {}
         sid: str | None = job.get("submissionId")
@@ -102,13 +179,34 @@ class Reconciler:
             except DashboardError as err:
                 ray_job = RayJob(job.get("status"), reachable=False)
                 dashboard_error = str(err)
-        report = None if terminal else self.kube.read_report(ns, names.report_configmap(name))
+        report: ReportReading | None = None
+        if not terminal and blocked is None:
+            text = self.kube.read_report(ns, names.report_configmap(name))
+            report = parse_report(text, submission_id=sid) if text else None
+        latest = report.report if report is not None else None
+        engine_reason = latest.reason if latest is not None and latest.event == Event.FAILED else None
 
-        p = plan(spec, prev, ray_job, cluster_ready=cluster.ready, fits=sizing.fits, now=now)
+        p = plan(
+            spec,
+            prev,
+            ray_job,
+            cluster_ready=cluster.ready,
+            fits=sizing.fits,
+            now=now,
+            engine_reason=engine_reason,
+        )
+        if blocked is not None:
+            # Touch nothing, and count nothing: the job was not asked about, so it did not fail.
+            attempts, failures = int(job.get("attempts") or 0), int(job.get("failures") or 0)
+            p = Plan("leave", "none", attempts, False, failures, why=blocked.reason)
 
         # --- act
-        if p.cluster == "ensure" and rc is None:
-            self.kube.create(builders.build_raycluster(name, ns, uid, spec, sizing))
+        # create() is False when someone else made it since we looked: the next pass finds out whose it is.
+        if (
+            p.cluster == "ensure"
+            and rc is None
+            and self.kube.create(builders.build_raycluster(name, ns, uid, spec, sizing))
+        ):
             events.append(
                 (
                     "Normal",
@@ -117,7 +215,8 @@ class Reconciler:
                 )
             )
         if p.cluster == "delete" and rc is not None and not existing:
-            self.kube.delete("RayCluster", ns, cluster_name)
+            # rc is ours here (checked above); the uid precondition keeps it that way until the delete.
+            self.kube.delete("RayCluster", ns, cluster_name, uid=rc["metadata"].get("uid"))
             cluster = observe_cluster(None, [])
             events.append(("Normal", "ClusterDeleted", f"deleted RayCluster {cluster_name} ({p.why})"))
         if p.job == "stop" and sid and jobs is not None:
@@ -128,18 +227,12 @@ class Reconciler:
                 dashboard_error = str(err)
         new_sid: str | None = None
         if p.job == "submit" and jobs is not None:
-            new_sid, dashboard_error = self._submit(jobs, name, ns, uid, spec, body, p.attempt, p.resume, events)
+            blocked, dashboard_error = _check_auth(jobs)
+            if blocked is None and dashboard_error is None:
+                new_sid, dashboard_error = self._submit(jobs, name, ns, uid, spec, body, p.attempt, p.resume, events)
             if new_sid is None:
                 # Not submitted: keep the previous attempt's numbers so the next pass tries again.
-                p = type(p)(
-                    p.cluster,
-                    "none",
-                    int(job.get("attempts") or 0),
-                    False,
-                    p.failures,
-                    p.terminal_failure,
-                    p.why,
-                )
+                p = Plan(p.cluster, "none", int(job.get("attempts") or 0), False, p.failures, p.terminal_failure, p.why)
             else:
                 report = None  # the previous attempt's report no longer describes this run
 
@@ -159,33 +252,82 @@ class Reconciler:
                 report=report,
                 dashboard_url=url if rc is not None else None,
                 dashboard_error=dashboard_error,
+                blocked=blocked,
             ),
         )
-        return self._finish(name, ns, prev, new, events)
+        return self._finish(name, ns, stored, new, events)
 
     # --- pieces -----------------------------------------------------------------------------------
-    def _owned(self, name: str, ns: str, uid: str) -> list[dict[str, Any]]:
-        token = self._new_token()
+    def _ensure_owned(self, name: str, ns: str, uid: str, borrowed_accounts: list[str] | None) -> Blocked | None:
+        """Create the Federation's own objects. One that exists already is ours only with our controller
+        ownerReference. Look-alikes are looked for first, and if there is one nothing is created (a
+        RoleBinding would otherwise grant our Role to someone else's ServiceAccount): it is reported and
+        left alone, neither used nor ever deleted."""
+        owned = self._owned(name, ns, uid, borrowed_accounts)
+        conflicts = self._look_alikes(owned, ns, uid)
+        for obj in [] if conflicts else owned:
+            kind, obj_name = obj["kind"], obj["metadata"]["name"]
+            if self.kube.create(obj):
+                log.info("%s/%s: created %s %s", ns, name, kind, obj_name)
+            else:  # appeared since we looked: whose is it?
+                conflicts += self._look_alikes([obj], ns, uid)
+        if conflicts:
+            return Blocked("NameConflict", " ".join(conflicts))
+        self._ensured.add(uid)
+        return None
+
+    def _look_alikes(self, objs: list[dict[str, Any]], ns: str, uid: str) -> list[str]:
+        out = []
+        for obj in objs:
+            kind, obj_name = obj["kind"], obj["metadata"]["name"]
+            if kind == "Secret":  # unreadable by design; its name carries our uid (names.token_secret)
+                continue
+            found = self.kube.get(kind, ns, obj_name)
+            if found is not None and not ownership.is_owned(found, uid):
+                out.append(ownership.conflict_message(kind, ns, obj_name, found))
+        return out
+
+    def _owned(self, name: str, ns: str, uid: str, borrowed_accounts: list[str] | None) -> list[dict[str, Any]]:
+        """`borrowed_accounts` is None for a cluster of our own; a borrowed one keeps its own token."""
+        secret = [] if borrowed_accounts is not None else [builders.build_token_secret(name, ns, uid, self._token(uid))]
         return [
-            builders.build_token_secret(name, ns, uid, token),
+            *secret,
             builders.build_report_configmap(name, ns, uid),
             builders.build_service_account(name, ns, uid),
             builders.build_role(name, ns, uid),
-            builders.build_role_binding(name, ns, uid),
+            builders.build_role_binding(name, ns, uid, borrowed_accounts),
         ]
 
-    def _new_token(self) -> str:
+    def _token(self, uid: str) -> str:
         if self.settings.ray_token_file is not None:
             return Path(self.settings.ray_token_file).read_text().strip()
-        return secrets.token_hex(32)
+        if self._key is None:
+            raise tokens.TokenKeyError("no token key: set --token-key-file")
+        return tokens.derive(self._key, uid)
 
-    def _jobs(self, url: str, ns: str, name: str, rc: Mapping[str, Any]) -> JobsClient:
-        auth = (rc.get("spec") or {}).get("authOptions") or {}
-        secret = auth.get("secretName") or (
-            names.token_secret(name) if rc["metadata"]["name"] == names.raycluster(name) else rc["metadata"]["name"]
-        )
-        token = self.kube.read_secret_value(ns, secret, names.TOKEN_KEY) or ""
-        return JobsClient(url, token, self.settings.http_timeout_seconds)
+    def _jobs(self, url: str, ns: str, uid: str, rc: Mapping[str, Any]) -> tuple[JobsClient | None, Blocked | None]:
+        """A client for the cluster's dashboard. Our own cluster's token is derived; a borrowed cluster's
+        is read from the Secret its authOptions name, which needs a grant its owner gives explicitly
+        (the operator may read no Secret otherwise; see docs/kubernetes.md, Security model)."""
+        timeout = self.settings.http_timeout_seconds
+        if ownership.is_owned(rc, uid):
+            return JobsClient(url, self._token(uid), timeout), None
+        rc_name = rc["metadata"]["name"]
+        secret = ((rc.get("spec") or {}).get("authOptions") or {}).get("secretName") or rc_name
+        try:
+            token = self.kube.read_secret_value(ns, secret, names.TOKEN_KEY) or ""
+        except ApiException as err:
+            if err.status != 403:
+                raise
+            return None, Blocked(
+                "TokenNotReadable",
+                f"the token of the borrowed RayCluster {rc_name} is in Secret {ns}/{secret}, which the operator "
+                f"may not read. Its owner grants that explicitly: kubectl create role red-read-{secret} -n {ns} "
+                f"--verb=get --resource=secrets --resource-name={secret} && kubectl create rolebinding "
+                f"red-read-{secret} -n {ns} --role=red-read-{secret} --serviceaccount=<operator namespace>:"
+                "<operator ServiceAccount>",
+            )
+        return JobsClient(url, token, timeout), None
 
     def _submit(
         self,
@@ -263,7 +405,7 @@ class Reconciler:
     def cleanup(self, body: Mapping[str, Any]) -> list[str]:
         """Stop the job and remove everything the Federation owns. Returns what was removed."""
         meta = body["metadata"]
-        name, ns = meta["name"], meta["namespace"]
+        name, ns, uid = meta["name"], meta["namespace"], meta.get("uid", "")
         status = body.get("status") or {}
         spec = body.get("spec") or {}
         existing = (spec.get("cluster") or {}).get("existingCluster")
@@ -271,6 +413,8 @@ class Reconciler:
         removed: list[str] = []
         sid = (status.get("job") or {}).get("submissionId")
         rc = self.kube.get_raycluster(ns, cluster_name)
+        if rc is not None and (ownership.borrow_refusal(rc, uid) if existing else not ownership.is_owned(rc, uid)):
+            rc = None  # someone else's: not stopped, not deleted
         if sid and rc is not None:
             service = ((rc.get("status") or {}).get("head") or {}).get("serviceName")
             url = dashboard_url(
@@ -281,20 +425,24 @@ class Reconciler:
                 federation=name,
             )
             try:
-                if self._jobs(url, ns, name, rc).stop(sid):
+                jobs, _ = self._jobs(url, ns, uid, rc)
+                if jobs is not None and jobs.stop(sid):
                     removed.append(f"job {sid} (stopped)")
             except DashboardError as err:
                 log.warning("%s/%s: could not stop job %s: %s", ns, name, sid, err)
-        if not existing and self.kube.delete("RayCluster", ns, cluster_name):
-            removed.append(f"RayCluster {cluster_name}")
+        # Only what carries our controller ownerReference, and only that very object (uid precondition).
+        # The token Secret is left to the garbage collector (it is owned; the operator cannot read it).
         for kind, obj in (
+            *([] if existing else [("RayCluster", cluster_name)]),
             ("RoleBinding", names.engine_account(name)),
             ("Role", names.engine_account(name)),
             ("ServiceAccount", names.engine_account(name)),
             ("ConfigMap", names.report_configmap(name)),
-            ("Secret", names.token_secret(name)),
         ):
-            if self.kube.delete(kind, ns, obj):
+            found = rc if kind == "RayCluster" else self.kube.get(kind, ns, obj)
+            if found is None or not ownership.is_owned(found, uid):
+                continue
+            if self.kube.delete(kind, ns, obj, uid=found["metadata"].get("uid")):
                 removed.append(f"{kind} {obj}")
         if self.settings.engine_kubeconfig_dir is not None:
             path = self.settings.engine_kubeconfig_dir / f"{ns}.{names.engine_account(name)}.kubeconfig"
@@ -302,6 +450,25 @@ class Reconciler:
         metrics.set_phase(f"{ns}/{name}", None)
         self._ensured.discard(meta.get("uid", ""))
         return removed
+
+
+def _check_auth(jobs: JobsClient) -> tuple[Blocked | None, str | None]:
+    """Before any submission: the head must refuse a Jobs API call without the token."""
+    try:
+        if jobs.enforces_auth():
+            return None, None
+    except DashboardError as err:
+        return None, str(err)
+    return (
+        Blocked(
+            "AuthNotEnforced",
+            f"the Ray head at {jobs.base_url} accepts Jobs API calls without a token, so anyone who can "
+            "reach it could run code there; nothing was submitted. Token authentication needs Ray >= 2.52 "
+            f"and KubeRay >= {MIN_KUBERAY_FOR_AUTH} (older KubeRay drops spec.authOptions without a word); "
+            "for an existingCluster, set spec.authOptions.mode: token on it.",
+        ),
+        None,
+    )
 
 
 def _workers(workers: dict[str, int]) -> str:

@@ -22,9 +22,14 @@ class Settings:
     short-lived token from the TokenRequest API) into this directory and pass its *path* to the job.
     Unset (in cluster), the engine pods use their mounted ServiceAccount token."""
 
+    token_key_file: Path | None = None
+    """The operator's key (at least 32 bytes): each Federation's Ray token is HMAC-SHA256(key, its uid),
+    so the operator computes tokens and never reads Secrets (see red_operator.tokens). The chart mounts
+    it from a Secret it generates once; out of cluster pass a file of your own."""
+
     ray_token_file: Path | None = None
-    """Development only: put this file's token into each Federation's token Secret instead of a random
-    one, so a Ray head started by hand (the stand-in for the RayCluster's head) accepts it."""
+    """Development only: use this file's token for every Federation instead of a derived one, so a Ray
+    head started by hand (the stand-in for the RayCluster's head) accepts it."""
 
     engine_entrypoint: str = "python -m red_operator.engine_job"
     """The Ray job's entrypoint; it reads the Federation from the job's environment."""
@@ -38,11 +43,39 @@ class Settings:
     http_timeout_seconds: float = 30.0
     """Timeout of each call to the Ray dashboard."""
 
+    api_timeout_seconds: float = 30.0
+    """Timeout of each call to the Kubernetes API server: no call may hang a reconcile."""
+
+    max_backoff_seconds: float = 300.0
+    """A Federation whose passes fail (an API error) is retried after the reconcile interval, then
+    twice that, and so on up to this."""
+
+    stuck_after_seconds: float = 300.0
+    """The liveness probe fails when a pass has run this long, or when Federations exist and no pass
+    finished for this long."""
+
     workers: int = 16
     """Threads for handlers: Federations reconcile concurrently, each one by one."""
 
+    engine_plugins: str = ""
+    """Task, algorithm and schema names the engine image adds to the built-ins, as `kind:name` pairs
+    (e.g. `task:cifar,schema:my-ring`). The operator refuses unknown names before it creates a cluster;
+    plugins installed in the operator's own environment (entry points) are known without this."""
+
     extra_engine_env: dict[str, str] = field(default_factory=dict)
     """Extra environment for the engine job (e.g. RED_LOG_LEVEL)."""
+
+    def plugins(self) -> list[tuple[str, str]]:
+        """`engine_plugins` as (kind, name) pairs; kind is task, algorithm or schema."""
+        out = []
+        for item in filter(None, (p.strip() for p in self.engine_plugins.split(","))):
+            kind, sep, name = item.partition(":")
+            if not sep or kind not in ("task", "algorithm", "schema") or not name:
+                raise ValueError(
+                    f"engine_plugins: {item!r} must be kind:name with kind task, algorithm or schema"
+                )
+            out.append((kind, name))
+        return out
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -3,6 +3,10 @@
 Inputs are the previous status, the plan the reconciler just carried out, the RayCluster observation, the
 Ray job and the engine's latest report (from its ConfigMap). The output is the whole new status; the
 reconciler writes it only when it differs.
+
+The report is untrusted input (user code can write it): it is read through `red.spec.status.parse_report`
+(the engine's typed contract). A report that does not parse is ignored and named by `ReportValid=False`;
+one from another attempt (a retry's predecessor) is ignored, so a new attempt never inherits dead nodes.
 """
 
 from __future__ import annotations
@@ -12,16 +16,34 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from red.spec.model import FederationSpec
+from red.spec.status import HEALTHY, TERMINAL_PHASES, EngineReport, Event, Phase, ReportReading, parse_report
 from red_operator import conditions as C
 from red_operator.decide import SUSPENDED, Plan, RayJob, parse_time
 from red_operator.readiness import ClusterObservation
 from red_operator.sizing import Sizing
 
-HEALTHY = ("Alive", "Finished")
+INVALID_SPEC = "InvalidSpec"
+
+
+def recover(prev: dict[str, Any]) -> dict[str, Any]:
+    """The status to continue from once a spec parses: a Federation that failed only because its spec
+    was invalid starts afresh when the spec is fixed (every other failure is final)."""
+    if prev.get("phase") != Phase.FAILED or prev.get("reason") != INVALID_SPEC:
+        return prev
+    return {k: v for k, v in prev.items() if k not in ("phase", "reason", "message", "completionTime")}
 
 
 def iso(ts: datetime) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """The operator refuses to go on until someone intervenes (a look-alike object, a cluster that may
+    not be borrowed, a Ray head that does not enforce token auth). Shown as Stalled=True with this reason."""
+
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -37,9 +59,11 @@ class Observed:
     plan: Plan | None = None
     submission_id: str | None = None
     ray_job: RayJob | None = None
-    report: dict[str, Any] | None = None
+    report: ReportReading | str | dict[str, Any] | None = None
+    """The engine's report: already read (ReportReading), or raw (ConfigMap text or a decoded dict)."""
     dashboard_url: str | None = None
     dashboard_error: str | None = None
+    blocked: Blocked | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -48,14 +72,28 @@ def _camel(text: str) -> str:
     return "".join(p.capitalize() for p in parts) or "Failed"
 
 
-def _nodes(report: dict[str, Any] | None) -> list[dict[str, Any]]:
-    keys = ("id", "role", "health", "version", "restarts", "lastHeartbeat")
-    return [{k: n.get(k) for k in keys if k in n} for n in (report or {}).get("nodes") or []]
+def read(obs: Observed) -> ReportReading | None:
+    """The observation's report, parsed against the current submission (None: no report at all)."""
+    if obs.report is None or isinstance(obs.report, ReportReading):
+        return obs.report
+    return parse_report(obs.report, submission_id=obs.submission_id)
 
 
-def _metrics(report: dict[str, Any] | None) -> dict[str, float]:
-    raw = (report or {}).get("metrics") or {}
-    return {k: v for k, v in raw.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+def _report_condition(reading: ReportReading | None) -> C.Condition:
+    if reading is None:
+        return C.Condition(C.REPORT_VALID, "Unknown", "NoReport", "no report from the engine yet")
+    if reading.other_attempt is not None:
+        return C.Condition(
+            C.REPORT_VALID,
+            "Unknown",
+            "OtherAttempt",
+            f"the report is from submission {reading.other_attempt}; waiting for this attempt's first report",
+        )
+    if reading.problem is not None:
+        return C.Condition(C.REPORT_VALID, "False", "ReportInvalid", f"report ignored: {reading.problem}")
+    if reading.notes:
+        return C.Condition(C.REPORT_VALID, "True", "Sanitized", "; ".join(reading.notes))
+    return C.Condition(C.REPORT_VALID, "True", "Valid", "the engine's report matches its schema")
 
 
 def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
@@ -69,18 +107,23 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
 
     if obs.spec is None:
         invalid = [
-            C.Condition(C.FAILED, "True", "InvalidSpec", obs.spec_error or "invalid spec"),
-            C.Condition(C.READY, "False", "InvalidSpec", obs.spec_error or "invalid spec"),
-            C.Condition(C.STALLED, "True", "InvalidSpec", "fix the spec"),
-            C.Condition(C.RECONCILING, "False", "InvalidSpec", "fix the spec"),
+            C.Condition(C.FAILED, "True", INVALID_SPEC, obs.spec_error or "invalid spec"),
+            C.Condition(C.READY, "False", INVALID_SPEC, obs.spec_error or "invalid spec"),
+            C.Condition(C.STALLED, "True", INVALID_SPEC, "fix the spec"),
+            C.Condition(C.RECONCILING, "False", INVALID_SPEC, "fix the spec"),
         ]
-        status.update(phase="Failed", reason="InvalidSpec", message=obs.spec_error or "")
+        status.update(phase=Phase.FAILED.value, reason=INVALID_SPEC, message=obs.spec_error or "")
+        # Every Failed has a completionTime: `kubectl wait --for=jsonpath='{.status.completionTime}'` ends.
+        status.setdefault("completionTime", now)
         status["conditions"] = C.merge(prev_conds, invalid, generation=obs.generation, now=now)
         return status
 
     spec = obs.spec
     status["rayCluster"] = _cluster_status(obs)
-    if prev.get("phase") in ("Succeeded", "Failed"):
+    if prev.get("phase") in TERMINAL_PHASES:
+        # A finished Federation's conditions stay as they were, except a stale API error: this pass
+        # got here, so the API answers again.
+        prev_conds = [c for c in prev_conds if c.get("type") != C.SYNCED or c.get("status") == "True"]
         status["conditions"] = prev_conds
         if obs.cluster is not None and not obs.cluster.exists:
             status["conditions"] = C.merge(
@@ -100,37 +143,46 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
         return status
 
     plan = obs.plan
-    report = obs.report
+    reading = read(obs)
+    report: EngineReport | None = reading.report if reading is not None else None
     job = dict(prev.get("job") or {})
     if obs.submission_id:
         job["submissionId"] = obs.submission_id
+    ray = obs.ray_job
     if plan is not None:
         job["attempts"] = plan.attempt
         job["failures"] = plan.failures
         if plan.failures > int((prev.get("job") or {}).get("failures") or 0):
             job["countedFailure"] = (prev.get("job") or {}).get("submissionId")
-    ray = obs.ray_job
+            if ray is None:
+                # Counted with no Ray to ask: the cluster (and the job with it) is gone. Recorded, so
+                # the next pass that sees it gone does not count it again.
+                job["status"] = "LOST"
     if ray is not None and ray.reachable:
         job["status"] = ray.status or "LOST"
         if ray.message:
             job["message"] = ray.message[: C.MAX_MESSAGE]
     if plan is not None and plan.job == "submit":
         job["status"] = "PENDING"
+        job["submitTime"] = now
         job.pop("message", None)
+        # A new attempt starts from nothing: the last one's nodes and report times are not its news.
+        for key in ("nodes", "metrics", "lastReportTime", "reportTime"):
+            status.pop(key, None)
     if (plan is not None and plan.job == "stop") or (spec.suspend and job.get("submissionId")):
         job["status"] = SUSPENDED
     if job.get("submissionId"):
         status["job"] = job
 
-    nodes = _nodes(report)
+    nodes = [n.status_entry() for n in report.nodes] if report is not None else []
     if report is not None:
-        if report.get("time") != prev.get("reportTime") or "lastReportTime" not in prev:
+        if report.time != prev.get("reportTime") or "lastReportTime" not in prev:
             status["lastReportTime"] = now
-            if report.get("time"):
-                status["reportTime"] = str(report["time"])
-        status["round"] = int(report.get("round") or 0)
+            if report.time:
+                status["reportTime"] = report.time
+        status["round"] = report.round
         status["nodes"] = nodes
-        status["metrics"] = _metrics(report)
+        status["metrics"] = dict(report.metrics)
     rounds = spec.rounds
     status["progress"] = f"{status.get('round', 0)}/{rounds}"
     healthy = [n for n in nodes if n.get("health") in HEALTHY]
@@ -143,6 +195,8 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
         conds.append(C.Condition(C.CLUSTER_READY, "False", "InsufficientResources", obs.sizing.shortfall or ""))
     elif spec.suspend:
         conds.append(C.Condition(C.CLUSTER_READY, "False", "Suspended", "the cluster is removed while suspended"))
+    elif obs.blocked is not None and (cluster is None or not cluster.exists):
+        conds.append(C.Condition(C.CLUSTER_READY, "False", obs.blocked.reason, obs.blocked.message))
     elif cluster is None or not cluster.exists:
         conds.append(C.Condition(C.CLUSTER_READY, "False", "Creating", "creating the RayCluster"))
     else:
@@ -162,6 +216,8 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
                 f"{sub} (attempt {job.get('attempts', 1)}): {job_status}",
             )
         )
+    elif obs.blocked is not None:
+        conds.append(C.Condition(C.JOB_SUBMITTED, "False", obs.blocked.reason, obs.blocked.message))
     else:
         conds.append(
             C.Condition(
@@ -178,15 +234,15 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
     succeeded = job_status == "SUCCEEDED"
     failed = plan is not None and plan.terminal_failure
     if succeeded:
-        phase = "Succeeded"
-        acc = _metrics(report).get("accuracy")
+        phase = Phase.SUCCEEDED
+        acc = report.metrics.get("accuracy") if report is not None else None
         msg = f"finished {status.get('round', rounds)}/{rounds} rounds" + (
             f", accuracy {acc:.3f}" if acc is not None else ""
         )
         conds.append(C.Condition(C.SUCCEEDED, "True", "Completed", msg))
         conds.append(C.Condition(C.FAILED, "False", "Completed", msg))
     elif failed:
-        phase = "Failed"
+        phase = Phase.FAILED
         reason, message = _failure(report, ray, job)
         conds.append(C.Condition(C.SUCCEEDED, "False", reason, message))
         conds.append(
@@ -199,9 +255,9 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
         )
         status["reason"], status["message"] = reason, message
     else:
-        phase = "Suspended" if spec.suspend else "Pending"
+        phase = Phase.SUSPENDED if spec.suspend else Phase.PENDING
         if not spec.suspend and cluster is not None and cluster.exists:
-            phase = "Running" if job_status == "RUNNING" else "Starting"
+            phase = Phase.RUNNING if job_status == "RUNNING" else Phase.STARTING
         conds.append(C.Condition(C.SUCCEEDED, "False", "NotFinished", f"round {status.get('round', 0)}/{rounds}"))
         retry = job.get("failures", 0)
         conds.append(
@@ -224,7 +280,7 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
             C.Condition(C.NODES_HEALTHY, "False", "NodesUnhealthy", f"{len(dead)}/{len(nodes)} unhealthy: {ids}")
         )
         gone = [n for n in dead if n.get("health") == "Dead"]
-        if gone and phase in ("Running", "Starting"):
+        if gone and phase in (Phase.RUNNING, Phase.STARTING):
             conds.append(
                 C.Condition(
                     C.DEGRADED,
@@ -238,6 +294,8 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
     else:
         conds.append(C.Condition(C.NODES_HEALTHY, "True", "AllAlive", f"{len(nodes)}/{len(nodes)} nodes healthy"))
         conds.append(C.Condition(C.DEGRADED, "False", "AllAlive", "every node is alive"))
+    conds.append(_report_condition(reading))
+    conds.append(C.Condition(C.SYNCED, "True", "Synced", "the last pass reached every API it called"))
 
     conds.append(
         C.Condition(C.SUSPENDED, "True", "Suspended", "spec.suspend is true: job stopped, cluster removed")
@@ -250,31 +308,35 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
     conds.append(stalled)
 
     # --- ready / reconciling
-    ready_now = phase == "Succeeded" or (
-        phase == "Running" and cluster is not None and cluster.ready and (not nodes or not dead)
+    ready_now = phase == Phase.SUCCEEDED or (
+        phase == Phase.RUNNING and cluster is not None and cluster.ready and (not nodes or not dead)
     )
-    ready_reason = {"Succeeded": "Completed", "Running": "Running"}.get(phase, phase)
+    ready_reason = {Phase.SUCCEEDED: "Completed", Phase.RUNNING: "Running"}.get(phase, phase.value)
     conds.append(
         C.Condition(
             C.READY,
             "True" if ready_now else "False",
-            ready_reason if ready_now else (ready_reason if phase != "Running" else "NotReady"),
-            f"phase {phase}",
+            ready_reason if ready_now else (ready_reason if phase != Phase.RUNNING else "NotReady"),
+            f"phase {phase.value}",
         )
     )
-    reconciling = phase in ("Pending", "Starting") and stalled.status != "True"
-    conds.append(C.Condition(C.RECONCILING, "True" if reconciling else "False", phase, f"phase {phase}"))
+    reconciling = phase in (Phase.PENDING, Phase.STARTING) and stalled.status != "True"
+    conds.append(
+        C.Condition(C.RECONCILING, "True" if reconciling else "False", phase.value, f"phase {phase.value}")
+    )
 
-    if phase in ("Succeeded", "Failed"):
+    if phase in TERMINAL_PHASES:
         status.setdefault("completionTime", now)
-    if phase in ("Running", "Starting") and job.get("submissionId"):
+    if phase in (Phase.RUNNING, Phase.STARTING) and job.get("submissionId"):
         status.setdefault("startTime", now)
-    if phase != "Failed":
+    if phase != Phase.FAILED:
         status.pop("reason", None)
         status.pop("message", None)
-    if obs.dashboard_error and phase not in ("Succeeded", "Failed"):
+    if obs.dashboard_error and phase not in TERMINAL_PHASES:
         status["message"] = obs.dashboard_error
-    status["phase"] = phase
+    if obs.blocked is not None and phase not in TERMINAL_PHASES:
+        status["message"] = obs.blocked.message
+    status["phase"] = phase.value
     status["conditions"] = C.merge(prev_conds, conds, generation=obs.generation, now=now)
     return status
 
@@ -299,10 +361,10 @@ def _cluster_status(obs: Observed) -> dict[str, Any]:
     return out
 
 
-def _failure(report: dict[str, Any] | None, ray: RayJob | None, job: dict[str, Any]) -> tuple[str, str]:
+def _failure(report: EngineReport | None, ray: RayJob | None, job: dict[str, Any]) -> tuple[str, str]:
     """Prefer the engine's own reason (it knows *why*), then Ray's."""
-    if report and report.get("event") == "failed":
-        return str(report.get("reason") or "EngineFailed"), str(report.get("message") or "the engine failed")
+    if report is not None and report.event == Event.FAILED:
+        return (report.reason or "EngineFailed")[:128], report.message or "the engine failed"
     if ray is not None and ray.error_type:
         return _camel(ray.error_type), ray.message or job.get("message", "")
     status = job.get("status") or "LOST"
@@ -314,11 +376,13 @@ def _failure(report: dict[str, Any] | None, ray: RayJob | None, job: dict[str, A
 
 
 def _stalled(
-    spec: FederationSpec, status: dict[str, Any], obs: Observed, phase: str, prev: list[dict[str, Any]]
+    spec: FederationSpec, status: dict[str, Any], obs: Observed, phase: Phase, prev: list[dict[str, Any]]
 ) -> C.Condition:
     if obs.sizing is not None and not obs.sizing.fits:
         return C.Condition(C.STALLED, "True", "InsufficientResources", obs.sizing.shortfall or "")
-    if phase == "Failed":
+    if obs.blocked is not None and phase not in TERMINAL_PHASES:
+        return C.Condition(C.STALLED, "True", obs.blocked.reason, obs.blocked.message)
+    if phase == Phase.FAILED:
         # kstatus (Flux, kubectl wait) reads a terminal failure from Stalled=True; without it a Failed
         # Federation would count as Current.
         return C.Condition(
@@ -327,10 +391,17 @@ def _stalled(
             str(status.get("reason") or "Failed"),
             str(status.get("message") or "the federation failed; see status.reason"),
         )
-    if phase == "Running" or (phase == "Starting" and (status.get("job") or {}).get("status") == "PENDING"):
+    if phase == Phase.RUNNING or (phase == Phase.STARTING and (status.get("job") or {}).get("status") == "PENDING"):
+        # Silence counts from this attempt's last report, else from its submission.
         submitted = C.get(prev, C.JOB_SUBMITTED)
-        since = parse_time(status.get("lastReportTime")) or parse_time(
-            (submitted or {}).get("lastTransitionTime") if submitted and submitted.get("status") == "True" else None
+        since = (
+            parse_time(status.get("lastReportTime"))
+            or parse_time((status.get("job") or {}).get("submitTime"))
+            or parse_time(
+                (submitted or {}).get("lastTransitionTime")
+                if submitted and submitted.get("status") == "True"
+                else None
+            )
         )
         if since is not None and obs.now - since > timedelta(seconds=spec.stall_timeout_seconds):
             silent = int((obs.now - since).total_seconds())
@@ -340,4 +411,4 @@ def _stalled(
                 "NoProgress",
                 f"no report from the engine for {silent} s (stallTimeoutSeconds {spec.stall_timeout_seconds})",
             )
-    return C.Condition(C.STALLED, "False", "Progressing", f"phase {phase}")
+    return C.Condition(C.STALLED, "False", "Progressing", f"phase {phase.value}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from red.aggregation import Params
+from red.aggregation import Params, RunningWeightedMean
 
 
 @dataclass
@@ -50,6 +50,14 @@ class Algorithm:
     def aggregate(self, global_params: Params, updates: list[Update], *, version: int) -> Params:
         raise NotImplementedError
 
+    def accumulator(self, global_params: Params, *, version: int) -> Accumulator:
+        """Where one round's updates go as they arrive: folded one by one into a `StreamingMean` when
+        ``aggregate`` is the sample-weighted mean (`pre_aggregates`, the same test that lets pool hosts
+        send partial means), else all kept (a median needs them all)."""
+        if pre_aggregates(type(self)):
+            return StreamingMean(self, global_params, version)
+        return Accumulator(self, global_params, version)
+
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint must keep to resume this algorithm exactly."""
         return dict(self.state)
@@ -65,3 +73,54 @@ def pre_aggregates(cls: type[Algorithm]) -> bool:
         if "aggregate" in vars(klass):
             return bool(vars(klass).get("pre_aggregate", False))
     return False
+
+
+class Accumulator:
+    """One round's updates, gathered as they arrive; `result` is the round's aggregate.
+
+    This one keeps every update (memory: one model per update). ``updates`` lists what arrived (sorted
+    by sender in `result`, so aggregation is deterministic whatever the arrival order). An update may be
+    a pool host's partial mean standing for several clients (`Update.members`): ``node_ids`` lists the
+    clients covered, ``len`` counts the updates.
+    """
+
+    def __init__(self, algorithm: Algorithm, global_params: Params, version: int) -> None:
+        self.algorithm, self.global_params, self.version = algorithm, global_params, version
+        self.updates: list[Update] = []
+
+    def add(self, update: Update) -> None:
+        self.updates.append(update)
+
+    def __len__(self) -> int:
+        return len(self.updates)
+
+    @property
+    def node_ids(self) -> list[str]:
+        return sorted(c for u in self.updates for c in u.covers)
+
+    @property
+    def num_samples(self) -> int:
+        return sum(u.num_samples for u in self.updates)
+
+    def result(self) -> Params:
+        return self.algorithm.aggregate(self.global_params, sorted(self.updates, key=lambda u: u.node_id),
+                                        version=self.version)
+
+
+class StreamingMean(Accumulator):
+    """The sample-weighted mean (FedAvg), folded update by update: memory is one model however many
+    clients answer. ``updates`` keep their sender, samples, metrics and members but not their
+    parameters. A pool host's partial mean folds in with its members' summed weight, which gives the
+    mean of all their updates (the mean of weighted means is the weighted mean)."""
+
+    def __init__(self, algorithm: Algorithm, global_params: Params, version: int) -> None:
+        super().__init__(algorithm, global_params, version)
+        self._mean = RunningWeightedMean()
+
+    def add(self, update: Update) -> None:
+        self._mean.add(update.params, max(update.num_samples, 1))
+        self.updates.append(Update(update.node_id, {}, update.num_samples, update.base_version, update.metrics,
+                                   list(update.members)))
+
+    def result(self) -> Params:
+        return self._mean.result()

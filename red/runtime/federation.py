@@ -17,8 +17,10 @@ import networkx as nx
 from red.errors import FederationFailed, TopologyError
 from red.report import NodeState, Report
 from red.runtime import placement
+from red.runtime.inbox import limit_for_degree
 from red.runtime.messages import Message, VersionEntry
 from red.runtime.node import TOPOLOGY_MANAGER, VirtualNode, actor_name
+from red.runtime.recovery import Recoveries
 from red.runtime.topology_manager import TopologyManager
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ class FederatedBase:
         max_restarts: int = 3,
         heartbeat_seconds: float = 5.0,
         round_timeout_seconds: float = 300.0,
+        restart_timeout_seconds: float = 60.0,
         min_clients: int = 1,
         namespace: str | None = None,
     ) -> None:
@@ -59,12 +62,14 @@ class FederatedBase:
         self.max_restarts = max_restarts
         self.heartbeat_seconds = heartbeat_seconds
         self.round_timeout_seconds = round_timeout_seconds
+        self.restart_timeout_seconds = restart_timeout_seconds
         self.min_clients = min_clients
         self.namespace = namespace
         self.state: dict[str, NodeState] = {n.id: NodeState(n.id, n.role) for n in nodes}
         self.pg: Any = None
         self.tm: Any = None
         self._runs: dict[str, Any] = {}  # actor id → ObjectRef of its run()
+        self._recovering = Recoveries(restart_timeout_seconds)  # failed actors Ray is restarting
         self._last_ping = 0.0
         self._stopped = False
         # The multiplexed pool (see red.runtime.pool): host actors, and what they run for their nodes.
@@ -141,15 +146,18 @@ class FederatedBase:
                     namespace=self.namespace,
                     num_cpus=min(self.broker.get("cpu", 0.1), 0.1) or 0.001,
                     max_restarts=-1,
+                    max_task_retries=-1,  # messages in flight when it died are routed by the next one
                     scheduling_strategy=PlacementGroupSchedulingStrategy(
                         placement_group=self.pg, placement_group_bundle_index=0
                     ),
                 )
-                .remote(self.name)
+                # The graph travels in the constructor's arguments: a restarted manager has it again.
+                .remote(self.name, namespace=self.namespace, ids=list(self.nodes) + list(self.hosts),
+                        topology=self.graph, hosted=self.hosted)
             )
             # Not waited for here: the broker actors and every node actor start at once (each is a
             # process to launch; one after another, start-up took their sum).
-            pending.append(self.tm.link_nodes.remote(list(self.nodes) + list(self.hosts), self.graph))
+            pending.append(self.tm.ping.remote())
         if self.hosts and self.store is None:
             pending.append(self._start_store())
         index = {nid: i + 1 for i, nid in enumerate(actors)}
@@ -160,7 +168,8 @@ class FederatedBase:
             vn = actors[nid]
             if not vn.built:
                 new[nid] = vn.build(
-                    index[nid], self.pg, namespace=self.namespace, max_restarts=self.max_restarts
+                    index[nid], self.pg, namespace=self.namespace, max_restarts=self.max_restarts,
+                    inbox_limit=limit_for_degree(self.graph.degree(nid) if nid in self.graph else 0),
                 )
         ray.get(pending)
         if new:
@@ -186,13 +195,14 @@ class FederatedBase:
                 namespace=self.namespace,
                 num_cpus=0,  # the TopologyManager holds the whole broker bundle; the store is tiny
                 max_restarts=-1,
+                max_task_retries=-1,  # check-outs and check-ins in flight survive a restart
                 scheduling_strategy=PlacementGroupSchedulingStrategy(
                     placement_group=self.pg, placement_group_bundle_index=0
                 ),
             )
-            .remote()
+            .remote(self.initial_hosted_state)  # what a restarted store starts from again
         )
-        return self.store.put_many.remote(self.initial_hosted_state)  # the caller waits for it
+        return self.store.ping.remote()  # the caller waits for it (with the node actors)
 
     def stop(self) -> None:
         """Stop every node loop, kill every actor, remove the placement group. Safe to call twice."""
@@ -281,7 +291,9 @@ class FederatedBase:
                 try:
                     ray.get(ref)
                 except ray.exceptions.RayActorError:
-                    self._on_actor_failure(nid, kwargs_for)
+                    del self._runs[nid]
+                    self.state[nid].health = "Restarting"
+                    self._recovering.begin(nid, self.actors[nid].handle)
                     continue
                 except ray.exceptions.RayTaskError as err:
                     raise FederationFailed(
@@ -292,6 +304,8 @@ class FederatedBase:
                 self.state[nid].health = "Finished"
                 self._set_hosted_health(nid, "Finished")
                 finished.append(nid)
+        if len(self._recovering):
+            self._advance_recovery(kwargs_for)
         if time.monotonic() - self._last_ping >= self.heartbeat_seconds:
             self._last_ping = time.monotonic()
             self.ping_all(timeout=min(self.heartbeat_seconds, 5.0))
@@ -323,36 +337,39 @@ class FederatedBase:
             st.version = max(st.version, p["version"])
             st.last_heartbeat = p["time"]
 
-    def _on_actor_failure(self, nid: str, kwargs_for: Callable[[str], dict[str, Any]]) -> None:
+    def _advance_recovery(self, kwargs_for: Callable[[str], dict[str, Any]]) -> None:
+        """Nodes that came back are restored and restarted; those that did not, in time, are dead."""
         import ray
 
-        st = self.state[nid]
-        handle = self.actors[nid].handle
-        st.health = "Restarting"
-        p = _ping_through_restart(handle, timeout=60.0)
-        if p is None:
+        restarted, dead = self._recovering.poll()
+        for nid in dead:
+            st = self.state[nid]
             st.health = "Dead"
-            del self._runs[nid]
             log.warning("node %s is dead after %d restarts", nid, st.restarts)
             self._set_hosted_health(nid, "Dead")
             for lost in self.hosted.get(nid, [nid]):
                 self.on_node_lost(lost, dead=True)
-            return
-        st.restarts += 1
-        st.incarnation = p["incarnation"]
-        st.health = "Alive"
-        st.last_heartbeat = p["time"]
-        log.warning("node %s restarted (%d)", nid, st.restarts)
-        if nid in self.hosts and self.host_program is not None:
-            # A host keeps nothing worth restoring (node state lives in the store); only the
-            # messages it was working on are lost, which on_node_lost reports per virtual node.
-            program, program_kwargs = self.host_program
-            self._runs[nid] = handle.run.remote({"program": program, "program_kwargs": program_kwargs})
-        else:
-            ray.get(handle.restore_state.remote(self.restore_state(nid)))
-            self._runs[nid] = handle.run.remote(kwargs_for(nid))
-        for lost in self.hosted.get(nid, [nid]):
-            self.on_node_lost(lost, dead=False)
+        for nid, p in restarted.items():
+            st = self.state[nid]
+            handle = self.actors[nid].handle
+            st.restarts += 1
+            st.incarnation = p["incarnation"]
+            st.health = "Alive"
+            st.last_heartbeat = p["time"]
+            log.warning("node %s restarted (%d)", nid, st.restarts)
+            if nid in self.hosts and self.host_program is not None:
+                # A host keeps nothing worth restoring (node state lives in the store); only the
+                # messages it was working on are lost, which on_node_lost reports per virtual node.
+                program, program_kwargs = self.host_program
+                self._runs[nid] = handle.run.remote({"program": program, "program_kwargs": program_kwargs})
+            else:
+                try:
+                    ray.get(handle.restore_state.remote(self.restore_state(nid)))
+                except ray.exceptions.RayActorError:
+                    pass  # it failed again: so does the run below, and supervise() starts over
+                self._runs[nid] = handle.run.remote(kwargs_for(nid))
+            for lost in self.hosted.get(nid, [nid]):
+                self.on_node_lost(lost, dead=False)
 
     # --- hooks for schemas -------------------------------------------------------------------
     def restore_state(self, node_id: str) -> dict[str, Any]:
@@ -372,24 +389,6 @@ class FederatedBase:
             nodes=[NodeState(**vars(s)) for s in self.state.values()],
             elapsed_seconds=time.monotonic() - t0,
         )
-
-
-def _ping_through_restart(handle: Any, timeout: float) -> dict[str, Any] | None:
-    """Ping a node that just failed. While Ray restarts it, calls fail with ActorUnavailableError:
-    retry until it answers (restarted) or Ray says it is dead for good (None)."""
-    import ray
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return dict(ray.get(handle.ping.remote(), timeout=max(1.0, deadline - time.monotonic())))
-        except ray.exceptions.ActorDiedError:
-            return None
-        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
-            time.sleep(0.25)
-        except ray.exceptions.GetTimeoutError:
-            return None
-    return None
 
 
 def _kill(handle: Any) -> None:

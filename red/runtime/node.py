@@ -11,6 +11,7 @@ time, and answers ``ping()`` from the supervisor while ``train()`` runs (node ac
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -20,7 +21,11 @@ from collections import deque
 from typing import Any
 
 from red.errors import TopologyError
+from red.runtime.inbox import MIN_LIMIT as MIN_INBOX_LIMIT
+from red.runtime.inbox import Inbox
 from red.runtime.messages import INLINE_LIMIT_BYTES, Message, VersionEntry, payload_bytes
+
+log = logging.getLogger(__name__)
 
 ROLES = frozenset({"train", "eval", "test", "aggregate"})
 TOPOLOGY_MANAGER = "__topology_manager__"
@@ -58,6 +63,7 @@ class FederatedNode:
         config: dict[str, Any] | None = None,
         gpu_fraction: float = 0.0,
         version_buffer: int = 4,
+        inbox_limit: int = MIN_INBOX_LIMIT,
     ) -> None:
         self.id = node_id
         self.role = role
@@ -70,7 +76,7 @@ class FederatedNode:
         self.started_at = time.time()
         self.last_heartbeat = self.started_at
         self.status = "Idle"
-        self._queue: queue.Queue[Message] = queue.Queue()
+        self._queue: Inbox[Message] = Inbox(inbox_limit)  # bounded: the oldest message is dropped
         self._versions: deque[VersionEntry] = deque(maxlen=max(version_buffer, 1))
         self._version_cv = threading.Condition()
         self._stopped = threading.Event()
@@ -154,7 +160,8 @@ class FederatedNode:
 
     def deliver(self, msg: Message) -> None:
         """Called by the TopologyManager (another thread of this actor)."""
-        self._queue.put(msg)
+        if not self._queue.put(msg):
+            _warn_dropped(self.id, self._queue)
 
     # --- versions ---------------------------------------------------------------------------
     def update_version(self, **model: Any) -> int:
@@ -208,12 +215,14 @@ class FederatedNode:
             "pid": os.getpid(),
             "time": time.time(),
             "lastHeartbeat": self.last_heartbeat,
+            "dropped": self._queue.dropped,  # messages the bounded inbox dropped (oldest first)
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:
         self.restore(state)
 
     def stop(self) -> None:
+        self._stopped.set()  # a full inbox may drop the message below; the flag still ends the loop
         self._queue.put(Message("__stop__", None))
 
     def _topology_manager(self) -> Any:
@@ -248,16 +257,30 @@ def deliver_direct(msg: Message, recipients: list[str], via: dict[str, str], han
             handles[key].deliver_to.remote(msg, ids)
 
 
-def _cap_gpu_memory(fraction: float) -> None:
-    """Make a fractional GPU a hard memory cap: Ray's fractions only limit scheduling."""
+def _warn_dropped(node_id: str, inbox: Inbox[Message]) -> None:
+    if inbox.dropped & (inbox.dropped - 1) == 0:  # the 1st, 2nd, 4th, 8th ... drop: loud, never a flood
+        log.warning("node %s: inbox full (%d messages); dropped the oldest (%d dropped so far)",
+                    node_id, inbox.limit, inbox.dropped)
+
+
+def _cap_gpu_memory(fraction: float) -> bool:
+    """Make a fractional GPU a hard memory cap: Ray's fractions only limit scheduling.
+
+    Returns whether the cap was set. A node may be given a GPU share that torch cannot see (a node
+    that advertises `nvidia.com/gpu` without a device, or a CPU-only torch): then the node trains on
+    the CPU, and says once why there is no cap rather than failing.
+    """
     if not 0 < fraction < 1:
-        return
+        return False
     try:
         import torch
     except ImportError:
-        return
-    if torch.cuda.is_available():
-        torch.cuda.set_per_process_memory_fraction(fraction)
+        return False
+    if not torch.cuda.is_available():
+        log.warning("GPU share %.3g given but torch finds no CUDA device: no GPU memory cap, training on CPU", fraction)
+        return False
+    torch.cuda.set_per_process_memory_fraction(fraction)
+    return True
 
 
 class VirtualNode:
@@ -296,6 +319,7 @@ class VirtualNode:
         *,
         namespace: str | None = None,
         max_restarts: int = 0,
+        inbox_limit: int = MIN_INBOX_LIMIT,
     ) -> Any:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -320,6 +344,7 @@ class VirtualNode:
             namespace=namespace,
             config=self.config,
             gpu_fraction=self.num_gpus if self.num_gpus < 1 else 0.0,
+            inbox_limit=inbox_limit,
         )
         return self.handle
 

@@ -20,13 +20,14 @@ federation may start); otherwise the engine, from the Ray cluster's CPUs and mem
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any
 
 from red.errors import TopologyError
 from red.runtime.messages import INLINE_LIMIT_BYTES, Message, payload_bytes
 from red.runtime.node import deliver_direct
-from red.schemas.task_node import TaskNode
+from red.runtime.task_node import TaskNode
 
 STATE_STORE = "__state_store__"
 # What one torch node actor costs (measured: about 270 MB RSS); used only for the engine's default.
@@ -67,10 +68,20 @@ def decide_pool_size(
 
 
 class NodeStateStore:
-    """Ray actor: virtual node id → its state between uses (a small dict; ``params`` only if kept)."""
+    """Ray actor: virtual node id → its state between uses (a small dict; ``params`` only if kept).
 
-    def __init__(self) -> None:
-        self._state: dict[str, dict[str, Any]] = {}
+    A restart keeps what the run needs: the constructor's ``initial`` states (each node's data index)
+    come back with the arguments Ray re-runs it with, calls in flight are run again by the new
+    incarnation (the driver starts it with ``max_task_retries=-1``), and each `PoolHost` keeps the
+    current state of the nodes it serves and writes it through on every batch, so the first check-in
+    after a restart puts their versions back.
+    """
+
+    def __init__(self, initial: dict[str, dict[str, Any]] | None = None) -> None:
+        self._state: dict[str, dict[str, Any]] = {nid: dict(st) for nid, st in (initial or {}).items()}
+
+    def ping(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "size": len(self._state)}
 
     def put_many(self, states: dict[str, dict[str, Any]]) -> int:
         for nid, st in states.items():
@@ -153,7 +164,7 @@ class PoolHost(TaskNode):
 
     def deliver_to(self, msg: Message, ids: list[str]) -> None:
         """Called by the TopologyManager: ``msg`` is for the hosted virtual nodes ``ids``."""
-        self._queue.put(Message("__hosted__", {"msg": msg, "ids": list(ids)}, sender=msg.sender))
+        self.deliver(Message("__hosted__", {"msg": msg, "ids": list(ids)}, sender=msg.sender))
 
     def _prefetch_neighbors(self, ids: list[str]) -> None:
         """One TopologyManager call for a whole batch instead of one per newly seen virtual node."""
@@ -224,7 +235,9 @@ class PoolHost(TaskNode):
             nodes = [HostedNode(self, nid, self._states[nid]) for nid in ids]
             prog.on_batch(nodes, inner)
             self.served += len(nodes)
-            # Written through without waiting: Ray runs one caller's calls to an actor in order.
+            # Written through without waiting: Ray runs one caller's calls to an actor in order (and
+            # the store is started with max_task_retries=-1, so a check-in in flight when it restarts
+            # is run again by the new incarnation).
             self._store.checkin.remote({nid: self._states[nid] for nid in ids})
             self.last_heartbeat = time.time()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,6 +12,7 @@ import networkx as nx
 
 from red.errors import TopologyError
 from red.runtime.messages import Message
+from red.runtime.node import actor_name
 
 log = logging.getLogger(__name__)
 
@@ -20,15 +23,35 @@ class TopologyManager:
 
     Node handles are registered by the driver; several virtual nodes may share one host actor (the
     multiplexed pool), so messages are delivered per host in one call.
+
+    Restarts lose nothing that matters: Ray re-runs the constructor with the same arguments, which carry
+    the graph (``ids``, ``topology``) and which pool host serves which virtual node (``hosted``), and a
+    handle not registered since is found by its actor name. The driver starts this actor with
+    ``max_task_retries=-1``, so calls in flight when it died are run again by the new incarnation
+    (a message may then arrive twice; receivers already ignore updates they do not wait for).
     """
 
-    def __init__(self, federation: str) -> None:
+    def __init__(
+        self,
+        federation: str,
+        *,
+        namespace: str | None = None,
+        ids: Iterable[str] | None = None,
+        topology: nx.Graph | None = None,
+        hosted: dict[str, list[str]] | None = None,
+    ) -> None:
         self.federation = federation
+        self.namespace = namespace
         self.graph: nx.Graph = nx.Graph()
         self._hosts: dict[str, Any] = {}
         self._host_key: dict[str, str] = {}
+        self._hosted_by = {nid: host for host, nids in (hosted or {}).items() for nid in nids}
+        self._hosted_by.update({host: host for host in hosted or {}})
         self.delivered = 0
         self.refused = 0
+        self.incarnation = uuid.uuid4().hex
+        if ids is not None and topology is not None:
+            self.link_nodes(ids, topology)
 
     def link_nodes(self, ids: Iterable[str], topology: nx.Graph) -> int:
         """Install ``topology`` (a graph over ``ids``); returns the number of edges."""
@@ -67,18 +90,39 @@ class TopologyManager:
         Nodes send to these without the relay hop (half the latency of a round trip through this
         actor); the graph is still the authority, since only neighbours are handed out.
         """
-        return {
-            n: self._hosts[n]
-            for n in self.get_neighbors(node_id)
-            if n in self._hosts and self._host_key.get(n) == n
-        }
+        out = {}
+        for n in self.get_neighbors(node_id):
+            if n not in self._hosted_by:
+                handle = self._lookup(n)
+                if handle is not None and self._host_key.get(n) == n:
+                    out[n] = handle
+        return out
+
+    def _lookup(self, node_id: str) -> Any:
+        """``node_id``'s actor: registered, else found by name (after a restart of this actor); None
+        when it is not built yet."""
+        handle = self._hosts.get(node_id)
+        if handle is not None:
+            return handle
+        import ray
+
+        key = self._hosted_by.get(node_id, node_id)
+        try:
+            handle = ray.get_actor(actor_name(self.federation, key), namespace=self.namespace)
+        except ValueError:
+            return None
+        self._hosts[node_id], self._host_key[node_id] = handle, key
+        return handle
 
     def routes(self, node_id: str) -> tuple[dict[str, str], dict[str, Any]]:
         """How ``node_id`` reaches every neighbour without this actor: neighbour → the actor that
         serves it (itself, or its pool host), and that actor id → handle. A sender groups recipients
-        by actor and calls each once (``deliver`` or, for a pool host, ``deliver_to``)."""
-        via = {n: self._host_key[n] for n in self.get_neighbors(node_id) if n in self._host_key}
-        return via, {k: self._hosts[k] for k in set(via.values())}
+        by actor and calls each once (``deliver`` or, for a pool host, ``deliver_to``). After a restart
+        of this actor the handles are found by name (`_lookup`); neighbours not built yet get no route
+        (their messages go through `publish`)."""
+        reachable = [n for n in self.get_neighbors(node_id) if n in self._host_key or self._lookup(n) is not None]
+        via = {n: self._host_key[n] for n in reachable}
+        return via, {self._host_key[n]: self._hosts[n] for n in reachable}
 
     def neighbors_of(self, node_ids: list[str]) -> dict[str, list[str]]:
         return {n: self.get_neighbors(n) for n in node_ids}
@@ -95,7 +139,7 @@ class TopologyManager:
                 recipients = [r for r in recipients if r in allowed]
         by_host: dict[str, list[str]] = {}
         for r in recipients:
-            if r not in self._hosts:
+            if self._lookup(r) is None:
                 raise TopologyError(f"no node {r!r} in federation {self.federation!r}")
             by_host.setdefault(self._host_key[r], []).append(r)
         for ids in by_host.values():
@@ -106,6 +150,10 @@ class TopologyManager:
                 handle.deliver_to.remote(msg, ids)
         self.delivered += len(recipients)
         return len(recipients)
+
+    def ping(self) -> dict[str, Any]:
+        """Which incarnation this is (it changes when Ray restarts the actor) and its process."""
+        return {"incarnation": self.incarnation, "pid": os.getpid(), "edges": self.graph.number_of_edges()}
 
     def stats(self) -> dict[str, int]:
         return {"delivered": self.delivered, "refused": self.refused, "edges": self.graph.number_of_edges()}

@@ -16,6 +16,10 @@ from red.runtime.node import VirtualNode
 from red.spec.model import Federation
 
 
+def client_ids(clients: int) -> list[str]:
+    return [f"client_{i}" for i in range(clients)]
+
+
 class Schema(FederatedBase):
     """Base of the built-in schemas. Subclasses define the nodes and graph (``layout``) and what
     progress looks like (``poll_progress``); the loop, supervision and reports are shared."""
@@ -49,11 +53,18 @@ class Schema(FederatedBase):
             max_restarts=ft.max_restarts,
             heartbeat_seconds=ft.heartbeat_seconds,
             round_timeout_seconds=ft.round_timeout_seconds,
+            restart_timeout_seconds=ft.restart_timeout_seconds,
             min_clients=spec.effective_min_clients,
             namespace=namespace,
         )
 
     # --- to implement ------------------------------------------------------------------------
+    @classmethod
+    def graph_of(cls, fed: Federation) -> tuple[nx.Graph, dict[str, str]]:
+        """(graph, node id → role) this schema builds for ``fed``. Pure: no Ray, no actors. The run and
+        `red topology` both use it, so what is drawn is what runs."""
+        raise NotImplementedError
+
     def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
         raise NotImplementedError
 
@@ -78,10 +89,10 @@ class Schema(FederatedBase):
 
     # --- shared helpers ----------------------------------------------------------------------
     def client_ids(self) -> list[str]:
-        return [f"client_{i}" for i in range(self.spec.clients)]
+        return client_ids(self.spec.clients)
 
     def node(self, node_id: str, role: str, index: int = -1, template: type | None = None) -> VirtualNode:
-        from red.schemas.task_node import TaskNode
+        from red.runtime.task_node import TaskNode
 
         res = self.spec.resources
         return VirtualNode(
@@ -153,7 +164,7 @@ class Schema(FederatedBase):
             while True:
                 # Once the nodes say they are done, poll one last time: the final round may have
                 # been recorded between the previous poll and that check.
-                for entry in self.poll_progress(last, timeout=0.0 if finishing else 0.25):
+                for entry in self._poll(last, timeout=0.0 if finishing else 0.25):
                     r = int(entry.meta.get("round", entry.version))
                     if r <= last:
                         continue
@@ -181,6 +192,17 @@ class Schema(FederatedBase):
             return self.report("done", last, self.rounds, metrics, t0)
         finally:
             self.stop()
+
+    def _poll(self, after: int, timeout: float) -> list[VersionEntry]:
+        """``poll_progress``, where a node that failed meanwhile means "nothing yet": supervise()
+        restores it (or fails the run) and progress resumes from the restored node."""
+        import ray
+
+        try:
+            return self.poll_progress(after, timeout)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            time.sleep(0.1)  # the failure is handled by supervise(); do not spin meanwhile
+            return []
 
     def absorb(self, entry: VersionEntry) -> None:
         """Fold a progress entry's per-node facts into the node table."""

@@ -7,7 +7,7 @@ FedAvg this is exactly the global sample-weighted mean, but only heads talk to t
 fan-in is the number of clusters, not of clients (the point of hierarchy across sites or racks).
 
 Groups come from ``spec.topology.clusterSize`` (clients per head; default about sqrt(clients)); heads
-are named ``head_<g>`` (as `red.layouts` draws them). Client sampling and the round deadline apply per
+are named ``head_<g>`` (see ``graph_of``). Client sampling and the round deadline apply per
 cluster, at the heads; the server always waits for every live head (heads answer by their deadline).
 """
 
@@ -18,11 +18,12 @@ from typing import Any
 import networkx as nx
 
 from red import topology
-from red.algorithms.base import Algorithm, Update
+from red.algorithms.base import Accumulator, Algorithm
 from red.errors import FederationFailed, SpecError
 from red.runtime.node import VirtualNode
+from red.runtime.task_node import TaskNode, sample_clients
+from red.schemas.base import client_ids
 from red.schemas.star import SERVER, StarClient, StarFederatedLearning, StarServer, collect_updates
-from red.schemas.task_node import TaskNode, sample_clients
 from red.spec.model import Federation
 
 
@@ -66,23 +67,24 @@ class ClusterHead(TaskNode):
             if sampled:
                 self.send("model", b, to=sampled)
             versions: dict[str, int] = {}
-            updates = self._collect(r, set(sampled), alive, deadline_seconds, versions)
+            acc = algorithm.accumulator(b["params"], version=int(b["version"]))
+            updates = self._collect(r, set(sampled), alive, deadline_seconds, versions, acc)
             self.version += 1
-            if updates:
-                params = algorithm.aggregate(b["params"], updates, version=int(b["version"]))
-                samples = sum(u.num_samples for u in updates)
+            if len(updates):
+                params, samples = updates.result(), updates.num_samples
             else:  # no member answered: hand the model back unchanged, with negligible weight
                 params, samples = b["params"], 0
-            members = float(sum(len(u.covers) for u in updates))
+            members = float(len(updates.node_ids))
             self.send("update", {"round": r, "params": params, "numSamples": samples, "version": self.version,
                                  "baseVersion": b["version"], "metrics": {"members": members},
                                  "memberVersions": versions},
                       to=SERVER)
 
     def _collect(
-        self, r: int, pending: set[str], alive: set[str], deadline: float | None, versions: dict[str, int]
-    ) -> list[Update]:
-        return collect_updates(self, r, pending, alive, deadline, versions)
+        self, r: int, pending: set[str], alive: set[str], deadline: float | None, versions: dict[str, int],
+        into: Accumulator,
+    ) -> Accumulator:
+        return collect_updates(self, r, pending, alive, deadline, versions, into)
 
 
 class ClusterFederatedLearning(StarFederatedLearning):
@@ -94,10 +96,21 @@ class ClusterFederatedLearning(StarFederatedLearning):
                             "trimmed-mean (fedbuff needs schema 'star')")
         super().__init__(fed, **kwargs)
 
-    def groups(self) -> dict[str, list[str]]:
-        ids = self.client_ids()
-        size = self.spec.topology.cluster_size or max(1, round(len(ids) ** 0.5))
+    @staticmethod
+    def groups_of(fed: Federation) -> dict[str, list[str]]:
+        ids = client_ids(fed.spec.clients)
+        size = fed.spec.topology.cluster_size or max(1, round(len(ids) ** 0.5))
         return {head_id(g): members for g, members in enumerate(topology.group_evenly(ids, size))}
+
+    def groups(self) -> dict[str, list[str]]:
+        return self.groups_of(self.fed)
+
+    @classmethod
+    def graph_of(cls, fed: Federation) -> tuple[nx.Graph, dict[str, str]]:
+        groups = cls.groups_of(fed)
+        clients = {c: "train" for c in client_ids(fed.spec.clients)}
+        roles = {SERVER: "eval", **{h: "aggregate" for h in groups}, **clients}
+        return topology.hierarchy(SERVER, groups), roles
 
     def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
         groups = self.groups()
@@ -106,7 +119,7 @@ class ClusterFederatedLearning(StarFederatedLearning):
         nodes += [self.node(h, "aggregate", template=ClusterHead) for h in groups]
         index = {c: i for i, c in enumerate(self.client_ids())}
         nodes += [self.node(c, "train", index=index[c], template=StarClient) for c in self.client_ids()]
-        return nodes, topology.hierarchy(SERVER, groups)
+        return nodes, self.graph_of(self.fed)[0]
 
     def run_kwargs(self, node_id: str) -> dict[str, Any]:
         if node_id == SERVER:

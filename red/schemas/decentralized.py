@@ -21,8 +21,9 @@ from red import topology
 from red.aggregation import Params, consensus_distance
 from red.runtime.messages import VersionEntry
 from red.runtime.node import VirtualNode
-from red.schemas.base import Schema
-from red.schemas.task_node import TaskNode
+from red.runtime.task_node import TaskNode
+from red.schemas.base import Schema, client_ids
+from red.spec.model import Federation
 
 FEDERATION_ENTRY = "__federation__"
 
@@ -99,20 +100,18 @@ class GossipNode(TaskNode):
 
 
 class DecentralizedFederatedLearning(Schema):
-    """Gossip learning on the graph the spec names: ``ring``, ``mesh``, ``k-regular`` (needs
-    ``spec.topology.degree``) or ``custom`` (``spec.topology.edges``). Subclass and override ``build_graph``
-    to register another topology."""
+    """Gossip learning among peers on a graph; every peer trains and evaluates. The built-in graphs are
+    the subclasses below (one registered name each). To register another topology, subclass and
+    override the classmethod ``build_graph(fed, ids)``."""
 
-    def build_graph(self, ids: list[str]) -> nx.Graph:
-        s = self.spec
-        name = s.schema_
-        if name == "mesh":
-            return topology.mesh(ids)
-        if name == "k-regular":
-            return topology.k_regular(ids, s.topology.degree or 2, seed=s.seed)
-        if name == "custom":
-            return topology.custom(ids, s.topology.edges or [])
-        return topology.ring(ids)  # `ring`, and the default of subclasses registered under other names
+    @classmethod
+    def build_graph(cls, fed: Federation, ids: list[str]) -> nx.Graph:
+        raise NotImplementedError(f"{cls.__name__} must define build_graph(fed, ids)")
+
+    @classmethod
+    def graph_of(cls, fed: Federation) -> tuple[nx.Graph, dict[str, str]]:
+        ids = client_ids(fed.spec.clients)
+        return cls.build_graph(fed, ids), {i: "train+eval" for i in ids}
 
     def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
         ids = self.client_ids()
@@ -122,7 +121,7 @@ class DecentralizedFederatedLearning(Schema):
         self._node_params: dict[str, Params] = {}
         self._params_by_round: dict[int, dict[str, Params]] = {}
         self._complete = 0
-        return nodes, self.build_graph(ids)
+        return nodes, self.graph_of(self.fed)[0]
 
     def run_kwargs(self, node_id: str) -> dict[str, Any]:
         return {"rounds": self.rounds, "start_round": self._node_round.get(node_id, self.start_round)}
@@ -152,7 +151,8 @@ class DecentralizedFederatedLearning(Schema):
             self.nodes[n].handle.get_versions.remote(self._node_round.get(n, self.start_round), timeout)
             for n in live
         ]
-        for entries in ray.get(refs):
+        # Bounded: a node being restarted answers only once it is back (or never; supervise() decides).
+        for entries in ray.get(refs, timeout=timeout + 5.0):
             for e in entries:
                 r = int(e.meta["round"])
                 self._rounds_of.setdefault(r, {})[e.id] = e
@@ -207,3 +207,36 @@ class DecentralizedFederatedLearning(Schema):
 
 
 __all__ = ["DecentralizedFederatedLearning", "GossipNode", "metropolis_weights", "mix"]
+
+
+class RingFederatedLearning(DecentralizedFederatedLearning):
+    """``schema: ring``: each peer talks to the two next to it."""
+
+    @classmethod
+    def build_graph(cls, fed: Federation, ids: list[str]) -> nx.Graph:
+        return topology.ring(ids)
+
+
+class MeshFederatedLearning(DecentralizedFederatedLearning):
+    """``schema: mesh``: every peer talks to every other."""
+
+    @classmethod
+    def build_graph(cls, fed: Federation, ids: list[str]) -> nx.Graph:
+        return topology.mesh(ids)
+
+
+class KRegularFederatedLearning(DecentralizedFederatedLearning):
+    """``schema: k-regular``: a random connected graph where every peer has ``spec.topology.degree``
+    neighbours (seeded by ``spec.seed``)."""
+
+    @classmethod
+    def build_graph(cls, fed: Federation, ids: list[str]) -> nx.Graph:
+        return topology.k_regular(ids, fed.spec.topology.degree or 2, seed=fed.spec.seed)
+
+
+class CustomFederatedLearning(DecentralizedFederatedLearning):
+    """``schema: custom``: exactly the edges listed in ``spec.topology.edges``."""
+
+    @classmethod
+    def build_graph(cls, fed: Federation, ids: list[str]) -> nx.Graph:
+        return topology.custom(ids, fed.spec.topology.edges or [])

@@ -9,12 +9,12 @@ import networkx as nx
 
 from red import topology
 from red.aggregation import Params, subtract, weighted_mean
-from red.algorithms.base import Algorithm, Update, pre_aggregates
+from red.algorithms.base import Accumulator, Algorithm, Update, pre_aggregates
 from red.runtime.messages import Message, VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.pool import HostedNode, HostedProgram
-from red.schemas.base import Schema
-from red.schemas.task_node import TaskNode, sample_clients
+from red.runtime.task_node import TaskNode, sample_clients
+from red.schemas.base import Schema, client_ids
 from red.spec.model import Federation
 from red.tasks.base import Task
 
@@ -22,15 +22,16 @@ SERVER = "server"
 
 
 def collect_updates(
-    node: TaskNode, r: int, pending: set[str], alive: set[str], deadline: float | None, versions: dict[str, int]
-) -> list[Update]:
+    node: TaskNode, r: int, pending: set[str], alive: set[str], deadline: float | None, versions: dict[str, int],
+    into: Accumulator,
+) -> Accumulator:
     """Receive round ``r``'s updates from ``pending`` until all answered, were lost, or the deadline.
 
-    Shared by the star server and cluster heads. Records each sender's version in ``versions`` (and a
-    cluster head's members' versions); a ``node_lost`` control message drops a node from the round,
-    and from ``alive`` when it is dead for good. Sorted by sender, so aggregation is deterministic.
+    Shared by the star server and cluster heads. Each update goes ``into`` the round's accumulator as it
+    arrives (FedAvg-like algorithms fold it at once, so a round holds one model, not one per client).
+    Records each sender's version in ``versions`` (and a cluster head's members' versions); a
+    ``node_lost`` control message drops a node from the round, and from ``alive`` when it is dead for good.
     """
-    updates: dict[str, Update] = {}
     t_end = None if deadline is None else time.monotonic() + deadline
     while pending:
         wait = 0.5 if t_end is None else max(0.0, min(0.5, t_end - time.monotonic()))
@@ -42,16 +43,17 @@ def collect_updates(
         if msg.header == "update" and msg.body["round"] == r:
             b = msg.body
             # A pool host sends one message for all the clients it trained: "parts" holds their
-            # updates, or one weighted partial mean that stands for all of them ("members").
+            # updates, or one weighted partial mean that stands for all of them ("members"); either
+            # goes into the accumulator like a single client's update (a StreamingMean folds a partial
+            # mean with its members' summed sample weight).
             parts = b.get("parts") or [{**b, "node": msg.sender}]
             took = False
             for p in parts:
                 members = list(p.get("members") or [p["node"]])
                 if not pending.intersection(members):
-                    continue
-                node_id = str(p["node"])
-                updates[node_id] = Update(node_id, p["params"], p["numSamples"], p["baseVersion"],
-                                          p.get("metrics", {}), list(p.get("members") or []))
+                    continue  # a late or repeated answer
+                into.add(Update(str(p["node"]), p["params"], p["numSamples"], p["baseVersion"],
+                                p.get("metrics", {}), list(p.get("members") or [])))
                 pending.difference_update(members)
                 took = True
             if took:
@@ -61,7 +63,7 @@ def collect_updates(
             pending.discard(msg.body["node"])
             if msg.body.get("dead"):
                 alive.discard(msg.body["node"])
-    return [updates[k] for k in sorted(updates)]
+    return into
 
 
 class StarServer(TaskNode):
@@ -133,8 +135,9 @@ class StarServer(TaskNode):
         for r in range(start + 1, rounds + 1):
             sampled = sample_clients(sorted(self.alive), fraction, seed, r)
             self._broadcast(sampled, r, combine)
-            updates = collect_updates(self, r, set(sampled), self.alive, deadline, self.client_versions)
-            self._finish_round(r, updates)
+            acc = self.algorithm.accumulator(self.params, version=self.version)
+            self._finish_round(r, collect_updates(self, r, set(sampled), self.alive, deadline,
+                                                  self.client_versions, acc))
 
     def _train_async(self, rounds: int, start: int, fraction: float, seed: int) -> None:
         # FedBuff: clients never wait for each other. Each update is answered at once with the current
@@ -142,7 +145,7 @@ class StarServer(TaskNode):
         assert self.algorithm is not None
         k = int(getattr(self.algorithm, "buffer_size", 1))
         self._broadcast(sample_clients(sorted(self.alive), fraction, seed, start + 1), start + 1)
-        buffer: list[Update] = []
+        buffer = Accumulator(self.algorithm, self.params, self.version)  # at most `k` updates
         while self.version < rounds:
             msg = self.receive(timeout=0.5)
             if msg is None:
@@ -150,11 +153,11 @@ class StarServer(TaskNode):
             if msg.header == "update" and msg.sender is not None:
                 b = msg.body
                 self.client_versions[msg.sender] = b["version"]
-                buffer.append(Update(msg.sender, b["delta"], b["numSamples"], b["baseVersion"],
-                                     b.get("metrics", {})))
+                buffer.add(Update(msg.sender, b["delta"], b["numSamples"], b["baseVersion"],
+                                  b.get("metrics", {})))
                 if len(buffer) >= k:
                     self._finish_round(self.version + 1, buffer)
-                    buffer = []
+                    buffer = Accumulator(self.algorithm, self.params, self.version)
                 if self.version < rounds and msg.sender in self.alive:
                     self._broadcast([msg.sender], self.version + 1)
             elif msg.header == "node_lost":
@@ -164,22 +167,20 @@ class StarServer(TaskNode):
                 elif node in self.alive:
                     self._broadcast([node], self.version + 1)  # restarted: hand it work again
 
-    def _finish_round(self, r: int, updates: list[Update]) -> None:
+    def _finish_round(self, r: int, updates: Accumulator) -> None:
         assert self.algorithm is not None
-        if updates:
-            new = self.algorithm.aggregate(self.params, updates, version=self.version)
-            self.load(new)
-            for u in updates:
-                for c in u.covers:
-                    self.participation[c] = self.participation.get(c, 0) + 1
+        if len(updates):
+            self.load(updates.result())
+            for nid in updates.node_ids:
+                self.participation[nid] = self.participation.get(nid, 0) + 1
         metrics = self.task.evaluate(self.model, self.test)
-        metrics["participants"] = float(sum(len(u.covers) for u in updates))
+        metrics["participants"] = float(len(updates.node_ids))
         self.update_version(
             params=self.params,
             _meta={
                 "round": r,
                 "metrics": metrics,
-                "participants": [c for u in updates for c in u.covers],
+                "participants": updates.node_ids,
                 "clientVersions": dict(self.client_versions),
                 "participation": dict(self.participation),
                 "algorithmState": self.algorithm.state_dict(),
@@ -285,11 +286,16 @@ class StarFederatedLearning(Schema):
         self.maybe_pool(ids, StarClientProgram, {"asynchronous": bool(self.algorithm_cls.asynchronous)},
                         {c: {"index": i} for i, c in enumerate(ids)})
 
+    @classmethod
+    def graph_of(cls, fed: Federation) -> tuple[nx.Graph, dict[str, str]]:
+        ids = client_ids(fed.spec.clients)
+        return topology.star(SERVER, ids), {SERVER: "eval", **{i: "train" for i in ids}}
+
     def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
         ids = self.client_ids()
         nodes = [self.node(SERVER, "eval", template=StarServer)]
         nodes += [self.node(cid, "train", index=i, template=StarClient) for i, cid in enumerate(ids)]
-        return nodes, topology.star(SERVER, ids)
+        return nodes, self.graph_of(self.fed)[0]
 
     def run_kwargs(self, node_id: str) -> dict[str, Any]:
         if node_id == SERVER:
@@ -336,7 +342,9 @@ class StarFederatedLearning(Schema):
     def poll_progress(self, after: int, timeout: float) -> list[VersionEntry]:
         import ray
 
-        entries: list[VersionEntry] = ray.get(self.nodes[SERVER].handle.get_versions.remote(after, timeout))
+        # Bounded: a server that is being restarted answers only once it is back (or never).
+        entries: list[VersionEntry] = ray.get(self.nodes[SERVER].handle.get_versions.remote(after, timeout),
+                                              timeout=timeout + 5.0)
         for e in entries:
             self._latest = {"round": int(e.meta["round"]), "params": e.model["params"], **{
                 k: e.meta[k] for k in ("clientVersions", "participation", "algorithmState")}}

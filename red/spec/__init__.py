@@ -1,6 +1,12 @@
 """The Federation spec model and its loader (no Ray, no Kubernetes: safe to import anywhere)."""
 
-from red.spec.loader import federation_from_dict, format_validation_error, load_federation, spec_from_dict
+from red.spec.loader import (
+    federation_from_dict,
+    federation_from_yaml,
+    format_validation_error,
+    load_federation,
+    spec_from_dict,
+)
 from red.spec.model import (
     API_VERSION,
     GROUP,
@@ -20,6 +26,7 @@ __all__ = [
     "Federation",
     "FederationSpec",
     "federation_from_dict",
+    "federation_from_yaml",
     "format_validation_error",
     "load_federation",
     "spec_from_dict",

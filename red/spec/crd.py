@@ -19,16 +19,41 @@ from typing import Any
 
 import yaml
 
-from red.spec.model import GROUP, KIND, PLURAL, VERSION, FederationSpec
+from red.spec.model import (
+    DNS_LABEL_PATTERN,
+    GROUP,
+    KIND,
+    MAX_NAME_LENGTH,
+    MAX_POOL_NAME_LENGTH,
+    PLURAL,
+    VERSION,
+    FederationSpec,
+)
+from red.spec.status import Phase
 
 SHORT_NAMES = ["fed"]
 # Phases in which the fields below are frozen. Pending and finished federations may be edited.
-ACTIVE_PHASES = ("Starting", "Running")
-# Spec fields that may not change while a federation runs: the running engine was started with them.
-IMMUTABLE_WHILE_ACTIVE = ("schema", "clients", "rounds", "topology", "resources", "cluster")
-
-# Owned objects are named `<federation>-<suffix>`; KubeRay adds its own suffixes to pod names.
-MAX_NAME_LENGTH = 40
+ACTIVE_PHASES = (Phase.STARTING.value, Phase.RUNNING.value)
+# Spec fields that may not change while a federation runs: the running engine (or its cluster) was
+# started with them, so a change could not be applied and `observedGeneration` would lie. What stays
+# editable is read by the operator on every pass: suspend, ttlSecondsAfterFinished, backoffLimit,
+# stallTimeoutSeconds.
+IMMUTABLE_WHILE_ACTIVE = (
+    "schema",
+    "clients",
+    "minClients",
+    "rounds",
+    "sampleFraction",
+    "roundDeadlineSeconds",
+    "seed",
+    "algorithm",
+    "task",
+    "topology",
+    "resources",
+    "checkpoint",
+    "faultTolerance",
+    "cluster",
+)
 
 _DROP_KEYS = {"title", "default"}
 
@@ -115,6 +140,10 @@ def _spec_rules() -> list[dict[str, str]]:
             f"self.topology.clusterSize <= {clients}",
             "message": "spec.topology.clusterSize must be <= spec.clients",
         },
+        {
+            "rule": "!has(self.topology) || !has(self.topology.edges) || self.topology.edges.all(e, e[0] != e[1])",
+            "message": "spec.topology.edges holds a self-loop (a node linked to itself): remove it",
+        },
     ]
 
 
@@ -126,7 +155,12 @@ def _root_rules() -> list[dict[str, str]]:
             "rule": f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
             "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters: the names of the "
             "RayCluster, Secret and RBAC objects the operator creates are derived from it",
-        }
+        },
+        {
+            "rule": f"self.metadata.name.matches('{DNS_LABEL_PATTERN}')",
+            "message": "metadata.name must be a DNS label: lowercase letters, digits and '-', starting and "
+            "ending with a letter or digit (no dots: it names Ray actors and Kubernetes objects)",
+        },
     ]
     for field in IMMUTABLE_WHILE_ACTIVE:
         same = (
@@ -169,7 +203,7 @@ def spec_schema() -> dict[str, Any]:
     props["schema"]["minLength"] = 1
     pool = props["cluster"]["properties"]["nodePools"]
     pool["items"]["properties"]["name"].update(
-        {"pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 30}
+        {"pattern": DNS_LABEL_PATTERN, "maxLength": MAX_POOL_NAME_LENGTH}
     )
     pool["x-kubernetes-list-type"] = "map"
     pool["x-kubernetes-list-map-keys"] = ["name"]
@@ -211,7 +245,7 @@ def status_schema() -> dict[str, Any]:
             "observedGeneration": integer,
             "phase": {
                 "type": "string",
-                "enum": ["Pending", "Starting", "Running", "Succeeded", "Failed", "Suspended"],
+                "enum": [p.value for p in Phase],
             },
             "reason": string,
             "message": string,
@@ -241,6 +275,7 @@ def status_schema() -> dict[str, Any]:
                     "attempts": integer,
                     "failures": integer,
                     "countedFailure": string,
+                    "submitTime": {"type": "string", "format": "date-time"},
                 },
             },
             "round": integer,
@@ -269,12 +304,40 @@ def status_schema() -> dict[str, Any]:
     }
 
 
+# `kubectl get fed` shows priority 0; `-o wide` adds priority 1 (after Age, as `kubectl get pods -o wide`).
 PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+        "description": "condition Ready: True while running healthy and once succeeded",
+    },
     {"name": "Round", "type": "string", "jsonPath": ".status.progress", "description": "round/rounds"},
     {"name": "Nodes", "type": "string", "jsonPath": ".status.healthyNodes", "description": "healthy/total"},
     {"name": "Accuracy", "type": "number", "jsonPath": ".status.metrics.accuracy"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Reason",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": ".status.reason",
+        "description": "why the federation failed (empty unless Failed)",
+    },
+    {
+        "name": "RayCluster",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": ".status.rayCluster.name",
+        "description": "the KubeRay RayCluster it runs on",
+    },
+    {
+        "name": "Job",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": ".status.job.submissionId",
+        "description": "the Ray job's submission id",
+    },
 ]
 
 

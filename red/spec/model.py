@@ -6,11 +6,14 @@ The file a user writes *is* the Kubernetes object, so the same YAML works for `r
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from red._version import __version__
 
 API_VERSION = "red.dev/v1alpha1"
 KIND = "Federation"
@@ -19,8 +22,35 @@ VERSION = "v1alpha1"
 PLURAL = "federations"
 
 BUILTIN_SCHEMAS = ("star", "ring", "mesh", "k-regular", "custom", "cluster")
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_LABEL = re.compile(DNS_LABEL_PATTERN)
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# The engine image of this release: its tag is the package version (red/_version.py).
+ENGINE_IMAGE = f"ghcr.io/red-dev/red-engine:{__version__}"
+# One limit for the model and the CRD (red.spec.crd reads these): owned objects are named
+# `<federation>-<suffix>` and KubeRay adds its own suffixes to pod names.
+MAX_NAME_LENGTH = 40
+MAX_POOL_NAME_LENGTH = 30
+MAX_EDGES = 20_000
+MAX_NODE_ID_LENGTH = 63
+MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The first parameter that is, or spells, a non-finite number (`lr: "nan"` makes a model diverge)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, str):
+        try:
+            return None if math.isfinite(float(value)) else path
+        except ValueError:
+            return None
+    if isinstance(value, dict):
+        return next((p for k, v in value.items() if (p := _non_finite(v, f"{path}.{k}"))), None)
+    if isinstance(value, list):
+        return next((p for i, v in enumerate(value) if (p := _non_finite(v, f"{path}[{i}]"))), None)
+    return None
 
 
 class Model(BaseModel):
@@ -34,6 +64,14 @@ class Model(BaseModel):
 class NamedParams(Model):
     name: str = Field(description="Registered name.")
     params: dict[str, Any] = Field(default_factory=dict, description="Free-form parameters.")
+
+    @field_validator("params")
+    @classmethod
+    def _finite(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = _non_finite(v, "params")
+        if bad is not None:
+            raise ValueError(f"{bad} is not a finite number (NaN or infinity would make training diverge)")
+        return v
 
 
 class AlgorithmSpec(NamedParams):
@@ -79,8 +117,13 @@ class TopologySpec(Model):
     """Graph parameters for the schemas that need them."""
 
     degree: int | None = Field(default=None, ge=1, description="k for `k-regular`.")
-    edges: list[Annotated[list[str], Field(min_length=2, max_length=2)]] | None = Field(
-        default=None, description="Edge list for `custom`, as node-id pairs."
+    edges: (
+        list[Annotated[list[Annotated[str, Field(max_length=MAX_NODE_ID_LENGTH)]], Field(min_length=2, max_length=2)]]
+        | None
+    ) = Field(
+        default=None,
+        max_length=MAX_EDGES,
+        description="Edge list for `custom`, as node-id pairs; every node in at least one, no self-loops.",
     )
     cluster_size: int | None = Field(default=None, ge=1, description="Clients per head for `cluster`.")
 
@@ -95,6 +138,12 @@ class FaultToleranceSpec(Model):
     heartbeat_seconds: float = Field(default=5.0, gt=0, description="Supervisor ping interval.")
     round_timeout_seconds: float = Field(
         default=300.0, gt=0, description="A round with no progress for this long fails the run."
+    )
+    restart_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a failed node actor may take to come back before it counts as dead "
+        "(failed nodes are waited for together, not one after another).",
     )
 
 
@@ -124,8 +173,10 @@ class NodePool(Model):
     @field_validator("name")
     @classmethod
     def _dns(cls, v: str) -> str:
-        if not DNS_LABEL.match(v) or len(v) > 30:
-            raise ValueError("must be a lowercase DNS label of at most 30 characters, e.g. 'h100'")
+        if not DNS_LABEL.match(v) or len(v) > MAX_POOL_NAME_LENGTH:
+            raise ValueError(
+                f"must be a lowercase DNS label of at most {MAX_POOL_NAME_LENGTH} characters, e.g. 'h100'"
+            )
         return v
 
 
@@ -133,12 +184,28 @@ class ClusterSpec(Model):
     """Read only by the operator: the KubeRay cluster to run on."""
 
     ray_version: str = Field(default="2.60.0", description="Ray version of the image.")
-    image: str = Field(default="ghcr.io/red-dev/red-engine:0.1.0", description="Engine image.")
+    image: str = Field(default=ENGINE_IMAGE, description="Engine image.")
     existing_cluster: str | None = Field(
-        default=None, description="Use this RayCluster (same namespace) instead of creating one; never deleted."
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN.pattern,
+        description="Use this RayCluster (same namespace) instead of creating one; never deleted. It may not "
+        "be another Federation's cluster.",
     )
     head: HeadSpec = Field(default_factory=HeadSpec)
     node_pools: list[NodePool] = Field(default_factory=list)
+
+    @field_validator("existing_cluster", mode="before")
+    @classmethod
+    def _cluster_name(cls, v: Any) -> Any:
+        # Before the length check, so that "" gets this message too (it used to hang the Federation).
+        if isinstance(v, str) and not DNS_SUBDOMAIN.match(v):
+            raise ValueError(
+                "must name a RayCluster in the Federation's namespace (a lowercase DNS name, e.g. 'shared'); "
+                "remove the field to get a cluster of the Federation's own"
+            )
+        return v
 
 
 class FederationSpec(Model):
@@ -158,7 +225,9 @@ class FederationSpec(Model):
     round_deadline_seconds: float | None = Field(
         default=None, gt=0, description="Stragglers later than this are left out of the round."
     )
-    seed: int = Field(default=0, description="Seeds data partitioning, sampling and model init.")
+    seed: int = Field(
+        default=0, ge=0, le=MAX_SEED, description="Seeds data partitioning, sampling and model init."
+    )
     algorithm: AlgorithmSpec = Field(default_factory=AlgorithmSpec)
     task: TaskSpec = Field(default_factory=TaskSpec)
     topology: TopologySpec = Field(default_factory=TopologySpec)
@@ -193,41 +262,60 @@ class FederationSpec(Model):
 
     @model_validator(mode="after")
     def _cross_field(self, info: ValidationInfo) -> FederationSpec:
-        ctx = info.context or {}
+        # Every problem at once (one per line), so a user fixes a file in one go, not one error per run.
+        problems = self._cross_field_problems(info.context or {})
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _cross_field_problems(self, ctx: dict[str, Any]) -> list[str]:
+        problems: list[str] = []
         if self.min_clients is not None and self.min_clients > self.clients:
-            raise ValueError(
+            problems.append(
                 f"spec.minClients ({self.min_clients}) must be <= spec.clients ({self.clients}): "
                 "lower minClients or raise clients"
             )
         if self.schema_ == "k-regular":
             k = self.topology.degree
             if k is None:
-                raise ValueError("schema 'k-regular' needs spec.topology.degree (e.g. 4)")
-            if k >= self.clients or (k * self.clients) % 2:
-                raise ValueError(
+                problems.append("schema 'k-regular' needs spec.topology.degree (e.g. 4)")
+            elif k >= self.clients or (k * self.clients) % 2:
+                problems.append(
                     f"spec.topology.degree {k} is impossible with {self.clients} clients: it must be "
                     "below clients and degree x clients must be even"
                 )
         if self.schema_ == "custom" and not self.topology.edges:
-            raise ValueError("schema 'custom' needs spec.topology.edges, e.g. [[client_0, client_1]]")
+            problems.append("schema 'custom' needs spec.topology.edges, e.g. [[client_0, client_1]]")
         if self.schema_ == "custom" and self.topology.edges:
             known = {f"client_{i}" for i in range(self.clients)}
-            for a, b in self.topology.edges:
-                for n in (a, b):
-                    if n not in known:
-                        raise ValueError(
-                            f"spec.topology.edges names {n!r}, which is not a node; nodes are "
-                            f"client_0 .. client_{self.clients - 1}"
-                        )
+            linked: set[str] = set()
+            unknown: set[str] = set()
+            for i, (a, b) in enumerate(self.topology.edges):
+                unknown.update(n for n in (a, b) if n not in known)
+                if a == b:
+                    problems.append(f"spec.topology.edges[{i}] is a self-loop ({a} to itself): remove it")
+                linked.update((a, b))
+            problems.extend(
+                f"spec.topology.edges names {n!r}, which is not a node; nodes are "
+                f"client_0 .. client_{self.clients - 1}"
+                for n in sorted(unknown)
+            )
+            alone = sorted(known - linked, key=lambda n: int(n.rsplit("_", 1)[1]))
+            if alone and not unknown:  # a misspelt node name explains the loners: one problem, not two
+                problems.append(
+                    f"spec.topology.edges leaves {len(alone)} node(s) without a neighbour "
+                    f"({', '.join(alone[:5])}{', ...' if len(alone) > 5 else ''}): connect each one or lower "
+                    "spec.clients"
+                )
         if (
             self.schema_ == "cluster"
             and self.topology.cluster_size is not None
             and self.topology.cluster_size > self.clients
         ):
-                raise ValueError(
-                    f"spec.topology.clusterSize ({self.topology.cluster_size}) must be <= clients "
-                    f"({self.clients})"
-                )
+            problems.append(
+                f"spec.topology.clusterSize ({self.topology.cluster_size}) must be <= clients "
+                f"({self.clients})"
+            )
         if ctx.get("check_registry", False):
             from red.registry import algorithms, tasks
 
@@ -236,10 +324,10 @@ class FederationSpec(Model):
                 ("task", tasks, self.task.name),
             ):
                 if name not in reg:
-                    raise ValueError(
+                    problems.append(
                         f"spec.{what}.name: unknown {what} {name!r}; use one of {', '.join(reg.names())}"
                     )
-        return self
+        return problems
 
     @property
     def effective_min_clients(self) -> int:
@@ -257,10 +345,10 @@ class ObjectMeta(Model):
     @field_validator("name")
     @classmethod
     def _dns(cls, v: str) -> str:
-        if not DNS_LABEL.match(v) or len(v) > 63:
+        if not DNS_LABEL.match(v) or len(v) > MAX_NAME_LENGTH:
             raise ValueError(
-                f"{v!r} is not a valid name: use lowercase letters, digits and '-', at most 63 "
-                "characters, starting and ending with a letter or digit (e.g. 'digits-star')"
+                f"{v!r} is not a valid name: use lowercase letters, digits and '-', at most "
+                f"{MAX_NAME_LENGTH} characters, starting and ending with a letter or digit (e.g. 'digits-star')"
             )
         return v
 

@@ -118,6 +118,8 @@ class DigitsTask(Task):
         self.batch_size = int(p.get("batchSize", 16))
         self.hidden = int(p.get("hidden", 64))
         self.test_fraction = float(p.get("testFraction", 0.2))
+        if not 0 < self.test_fraction < 1:
+            raise SpecError(f"spec.task.params.testFraction: must be between 0 and 1, got {self.test_fraction}")
         self.slowdown: dict[str, float] = {str(k): float(v) for k, v in dict(p.get("slowdown", {})).items()}
         self.poison: set[str] = {str(x) for x in p.get("poison", [])}
         if self.epochs < 1 or self.lr <= 0 or self.batch_size < 1 or self.hidden < 1:

@@ -13,15 +13,14 @@ import pytest
 import yaml
 from red_operator.rbac import RULES
 
-from tests.chart.tools import CHART, helm, norm, render
+from tests.chart.tools import CHART, helm, is_aggregated, norm, render
+from tests.cluster.test_harness_smoke import raycluster_manifest
 from tests.fixtures.cluster import KubeCluster, kubectl_json
 from tests.helpers import fed_dict, wait_until
 from tests.operator.operator_proc import start_operator
 from tests.operator.ray_head import free_port
 
 pytestmark = pytest.mark.cluster
-
-
 
 
 def release_name(namespace: str) -> str:
@@ -165,14 +164,18 @@ def _rule_checks() -> list[tuple[str, str, str]]:
 
 CLUSTER_SCOPED = {"namespaces", "customresourcedefinitions.apiextensions.k8s.io"}
 
-# Things the operator must NOT be able to do (least privilege).
+# Things the operator must NOT be able to do (least privilege), checked here and in kube-system.
 FORBIDDEN = [
     ("delete", "nodes", ""),
+    ("get", "secrets", ""),  # tokens are derived from the operator's key, never read
     ("list", "secrets", ""),
+    ("delete", "secrets", ""),  # token Secrets go with their Federation (garbage collector)
     ("watch", "secrets", ""),
     ("update", "secrets", ""),
     ("patch", "secrets", ""),
     ("create", "deployments.apps", ""),
+    ("create", "serviceaccounts", "token"),  # dev-only opt-in (rbac.engineTokenRequests)
+    ("update", "configmaps", ""),
     ("create", "pods", ""),
     ("delete", "pods", ""),
     ("create", "pods", "exec"),
@@ -207,6 +210,8 @@ def test_service_account_can_do_what_the_operator_needs_and_nothing_more(release
     for verb, res, sub in FORBIDDEN:
         if release.can_i(verb, res, subresource=sub):
             excess.append((verb, res, sub))
+        if release.can_i(verb, res, namespace="kube-system", subresource=sub):
+            excess.append((verb, res, sub, "kube-system"))
         if res == "secrets" and release.can_i(verb, res, namespace="*"):
             excess.append((verb, res, "all namespaces"))
     assert not missing, f"the chart's ServiceAccount lacks: {missing}"
@@ -216,6 +221,7 @@ def test_service_account_can_do_what_the_operator_needs_and_nothing_more(release
 def test_installed_roles_equal_operator_rules(release: Release) -> None:
     selector = f"app.kubernetes.io/instance={release.name}"
     cluster_roles = kubectl_json(release.cluster, "get", "clusterroles", "-l", selector)["items"]
+    cluster_roles = [r for r in cluster_roles if not is_aggregated(r)]  # users' roles, not the operator's
     roles = kubectl_json(release.cluster, "get", "roles", "-n", release.namespace, "-l", selector)["items"]
     rules = [r for obj in cluster_roles + roles for r in obj["rules"]]
     assert norm(rules) == norm(RULES)
@@ -224,15 +230,17 @@ def test_installed_roles_equal_operator_rules(release: Release) -> None:
 def test_operator_reconciles_a_federation_with_the_charts_identity(release: Release, tmp_path: Path) -> None:
     ns = release.namespace
     kubeconfig = sa_kubeconfig(release.cluster, ns, release.sa, tmp_path / "sa.kubeconfig")
-    token = tmp_path / "ray-token"
-    token.write_text("not-a-real-ray-token\n")
+    key = tmp_path / "token-key"
+    key.write_text("a-key-of-at-least-32-bytes-for-this-test\n")
     # No Ray head answers here: the cluster side (RayCluster, status) is what this test checks; the
-    # operator's own e2e runs the job on a real Ray head.
+    # operator's own e2e runs the job on a real Ray head. Tokens are derived from the key, as in cluster:
+    # this identity may create the token Secret but read no Secret at all.
     op = start_operator(
         kubeconfig,
         tmp_path / "op",
         dashboard_url=f"http://127.0.0.1:{free_port()}",
-        token_file=token,
+        token_file=None,
+        token_key_file=key,
         namespaces=[ns],  # other tests' namespaces are not ours to reconcile, even with a ClusterRole
     )
     try:
@@ -261,6 +269,8 @@ def test_operator_reconciles_a_federation_with_the_charts_identity(release: Rele
         rc = wait_until("the RayCluster", raycluster, log=op.logs)
         owner = rc["metadata"]["ownerReferences"][0]
         assert (owner["kind"], owner["name"]) == ("Federation", "chart-fed")
+        secret = rc["spec"]["authOptions"]["secretName"]
+        assert release.cluster.kubectl("get", "secret", secret, "-n", ns, check=False).returncode == 0
 
         def cluster_ready() -> Any:
             st = kubectl_json(release.cluster, "get", "federation", "chart-fed", "-n", ns).get("status") or {}
@@ -282,4 +292,149 @@ def test_operator_reconciles_a_federation_with_the_charts_identity(release: Rele
         logs = op.logs()
         assert "Forbidden" not in logs and " 403" not in logs, logs[-6000:]
     finally:
+        op.stop()
+
+
+# ------------------------------------------------------------------ users: namespace editors and viewers
+
+
+def user_kubectl(cluster: KubeCluster, kubeconfig: Path, *args: str, input: str | None = None) -> Any:
+    """kubectl as that user (its own kubeconfig, no admin fallback)."""
+    import subprocess
+
+    return subprocess.run(
+        [str(cluster.bin_dir / "kubectl"), "--kubeconfig", str(kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("release", ["cluster"], indirect=True)
+def test_namespace_editor_creates_and_viewer_only_reads_federations(release: Release, tmp_path: Path) -> None:
+    """The aggregated ClusterRoles at work: `edit` in a namespace is enough to run Federations there,
+    `view` is enough to watch them, with no Red-specific binding."""
+    cluster, ns = release.cluster, release.namespace
+    for user, role in (("alice", "edit"), ("bob", "view")):
+        cluster.kubectl("create", "serviceaccount", user, "-n", ns)
+        cluster.kubectl(
+            "create",
+            "rolebinding",
+            f"{user}-{role}",
+            f"--clusterrole={role}",
+            f"--serviceaccount={ns}:{user}",
+            "-n",
+            ns,
+        )
+
+    def can(user: str, verb: str) -> bool:
+        out = cluster.kubectl(
+            "auth",
+            "can-i",
+            verb,
+            "federations.red.dev",
+            "-n",
+            ns,
+            f"--as=system:serviceaccount:{ns}:{user}",
+            check=False,
+        )
+        return out.stdout.strip() == "yes"
+
+    # kube-controller-manager folds the chart's roles into edit/view: wait for it, then check each verb.
+    wait_until("edit to include Federations", lambda: can("alice", "create"), timeout_s=60)
+    wait_until("view to include Federations", lambda: can("bob", "list"), timeout_s=60)
+    assert all(can("alice", v) for v in ("create", "get", "list", "watch", "update", "patch", "delete"))
+    assert all(can("bob", v) for v in ("get", "list", "watch"))
+    assert not any(can("bob", v) for v in ("create", "update", "patch", "delete"))
+    elsewhere = cluster.kubectl(
+        "auth",
+        "can-i",
+        "create",
+        "federations.red.dev",
+        "-n",
+        "kube-system",
+        f"--as=system:serviceaccount:{ns}:alice",
+        check=False,
+    )
+    assert elsewhere.stdout.strip() == "no", "a RoleBinding grants its own namespace only"
+
+    alice = sa_kubeconfig(cluster, ns, "alice", tmp_path / "alice.kubeconfig")
+    bob = sa_kubeconfig(cluster, ns, "bob", tmp_path / "bob.kubeconfig")
+    fed = fed_dict("editors-fed")
+    created = user_kubectl(cluster, alice, "create", "-n", ns, "-f", "-", input=json.dumps(fed))
+    assert created.returncode == 0, created.stderr
+    assert "federation.red.dev/editors-fed created" in created.stdout
+
+    listed = user_kubectl(cluster, bob, "get", "federations", "-n", ns, "-o", "name")
+    assert listed.returncode == 0 and listed.stdout.split() == ["federation.red.dev/editors-fed"], listed.stderr
+    fed["metadata"]["name"] = "viewers-fed"
+    refused = user_kubectl(cluster, bob, "create", "-n", ns, "-f", "-", input=json.dumps(fed))
+    assert refused.returncode != 0 and "Forbidden" in refused.stderr, refused.stdout + refused.stderr
+    deleted = user_kubectl(cluster, alice, "delete", "federation", "editors-fed", "-n", ns, "--wait=false")
+    assert deleted.returncode == 0, deleted.stderr
+
+
+def test_a_borrowed_clusters_token_needs_its_owners_explicit_grant(release: Release, tmp_path: Path) -> None:
+    """The chart's identity reads no Secret: borrowing a RayCluster whose token Secret nobody granted it
+    is refused with the commands that grant it; once granted, the refusal goes."""
+    if release.scope != "cluster":
+        pytest.skip("the grant is the same in both scopes; once is enough")
+    ns = release.namespace
+    kubeconfig = sa_kubeconfig(release.cluster, ns, release.sa, tmp_path / "sa.kubeconfig")
+    key = tmp_path / "token-key"
+    key.write_text("a-key-of-at-least-32-bytes-for-this-test\n")
+    shared = raycluster_manifest("shared", workers=0)
+    shared["metadata"]["namespace"] = ns
+    shared["spec"]["authOptions"] = {"mode": "token", "secretName": "shared-token"}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "shared-token", "namespace": ns},
+        "stringData": {"auth_token": "the-lenders-token"},
+    }
+    for obj in (secret, shared):
+        release.cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    op = start_operator(
+        kubeconfig,
+        tmp_path / "op",
+        dashboard_url=f"http://127.0.0.1:{free_port()}",
+        token_file=None,
+        token_key_file=key,
+        namespaces=[ns],
+    )
+    try:
+        fed = fed_dict("borrower")
+        fed["metadata"]["namespace"] = ns
+        fed["spec"]["cluster"] = {"existingCluster": "shared"}
+        release.cluster.kubectl("apply", "-f", "-", input=json.dumps(fed))
+
+        def stalled() -> Any:
+            st = kubectl_json(release.cluster, "get", "federation", "borrower", "-n", ns).get("status") or {}
+            return {c["type"]: c for c in st.get("conditions") or []}.get("Stalled") or {}
+
+        def refused() -> Any:
+            c = stalled()
+            return c if c.get("reason") == "TokenNotReadable" else None
+
+        c = wait_until("Stalled=True/TokenNotReadable", refused, timeout_s=180, log=op.logs)
+        assert f"Secret {ns}/shared-token" in c["message"] and "kubectl create role" in c["message"], c
+        # The owner's explicit grant: get on that one Secret, for the operator's ServiceAccount.
+        release.cluster.kubectl(
+            "create", "role", "red-read-shared-token", "-n", ns, "--verb=get", "--resource=secrets",
+            "--resource-name=shared-token",
+        )
+        release.cluster.kubectl(
+            "create", "rolebinding", "red-read-shared-token", "-n", ns, "--role=red-read-shared-token",
+            f"--serviceaccount={ns}:{release.sa}",
+        )
+        wait_until("the refusal to go", lambda: stalled() and not refused(), timeout_s=120, log=op.logs)
+        assert release.can_i("get", "secrets") is False  # still no Secret in general
+    finally:
+        release.cluster.kubectl("delete", "federation", "borrower", "-n", ns, "--wait=false", check=False)
+        wait_until(
+            "the Federation to be gone",
+            lambda: not kubectl_json(release.cluster, "get", "federations", "-n", ns)["items"],
+            log=op.logs,
+        )
         op.stop()

@@ -3,18 +3,19 @@ and every flag/env var it passes known to the operator. No cluster needed (helm 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-import tomllib
 from typing import Any
 
 import pytest
 import yaml
 from red_operator import main as operator_main
-from red_operator.rbac import RULES
+from red_operator.rbac import DEV_RULES, RULES
 from red_operator.settings import ENV_PREFIX, Settings
 
-from tests.chart.tools import CHART, REPO, by_kind, helm, norm, one, render
+import red
+from tests.chart.tools import CHART, REPO, by_kind, helm, is_aggregated, norm, one, operator_cluster_roles, render
 
 SCOPES = {
     "cluster": ("rbac.scope=cluster",),
@@ -41,7 +42,7 @@ def test_chart_crd_is_the_generated_crd() -> None:
 
 def test_cluster_scope_rbac_equals_operator_rules() -> None:
     objs = render(*SCOPES["cluster"])
-    (role,) = by_kind(objs, "ClusterRole")
+    (role,) = operator_cluster_roles(objs)
     assert norm(role["rules"]) == norm(RULES)
     assert not by_kind(objs, "Role") and not by_kind(objs, "RoleBinding")
     binding = one(objs, "ClusterRoleBinding")
@@ -60,7 +61,7 @@ def test_namespace_scope_rbac_equals_operator_rules_split_by_scope() -> None:
     objs = render("rbac.scope=namespace", "rbac.watchNamespaces={team-a,team-b}")
     roles = by_kind(objs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    (cluster_read,) = by_kind(objs, "ClusterRole")
+    (cluster_read,) = operator_cluster_roles(objs)
     for role in roles:
         # Namespaced grants plus the small read-only cluster part: together exactly RULES.
         assert norm(role["rules"] + cluster_read["rules"]) == norm(RULES)
@@ -78,7 +79,7 @@ def test_namespace_scope_rbac_equals_operator_rules_split_by_scope() -> None:
 def test_namespace_scope_defaults_to_release_namespace_and_cluster_read_is_optional() -> None:
     objs = render("rbac.scope=namespace", "rbac.clusterReadAccess=false", namespace="ml")
     assert [r["metadata"]["namespace"] for r in by_kind(objs, "Role")] == ["ml"]
-    assert not by_kind(objs, "ClusterRole") and not by_kind(objs, "ClusterRoleBinding")
+    assert not operator_cluster_roles(objs) and not by_kind(objs, "ClusterRoleBinding")
     args = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert operator_main._parser().parse_args(args).namespace == ["ml"]
 
@@ -88,9 +89,40 @@ def test_cluster_scope_watches_every_namespace() -> None:
     assert operator_main._parser().parse_args(args).namespace == []
 
 
-def test_rbac_create_false_renders_no_rbac() -> None:
+def test_rbac_create_false_renders_no_rbac_for_the_operator() -> None:
     objs = render("rbac.create=false")
+    rbac = [o for o in objs if o["kind"] in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")]
+    # Users' aggregated roles are a separate switch.
+    assert rbac and all(o["kind"] == "ClusterRole" and is_aggregated(o) for o in rbac)
+    objs = render("rbac.create=false", "rbac.createAggregateClusterRoles=false")
     assert not [o for o in objs if o["kind"] in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")]
+
+
+def test_aggregated_cluster_roles_extend_edit_admin_and_view() -> None:
+    """Like KubeRay's createAggregateClusterRoles: namespace editors manage Federations, viewers read them."""
+    roles = {r["metadata"]["name"]: r for r in by_kind(render(), "ClusterRole") if is_aggregated(r)}
+    assert set(roles) == {"red-red-operator-federations-edit", "red-red-operator-federations-view"}
+    edit, view = roles["red-red-operator-federations-edit"], roles["red-red-operator-federations-view"]
+    aggregate = "rbac.authorization.k8s.io/aggregate-to-"
+    assert {k for k, v in edit["metadata"]["labels"].items() if k.startswith(aggregate) and v == "true"} == {
+        aggregate + "edit",
+        aggregate + "admin",
+    }
+    assert {k for k, v in view["metadata"]["labels"].items() if k.startswith(aggregate) and v == "true"} == {
+        aggregate + "view"
+    }
+    grants = {(res, verb) for r in edit["rules"] for res in r["resources"] for verb in r["verbs"]}
+    assert {("federations", v) for v in ("create", "update", "patch", "delete", "get", "list", "watch")} <= grants
+    assert not {(res, v) for res, v in grants if res == "federations/status" and v not in ("get", "list", "watch")}
+    assert all(r["apiGroups"] == ["red.dev"] for r in edit["rules"] + view["rules"])
+    assert {v for r in view["rules"] for v in r["verbs"]} == {"get", "list", "watch"}
+    assert not [r for r in by_kind(render("rbac.createAggregateClusterRoles=false"), "ClusterRole") if is_aggregated(r)]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_log_format_reaches_the_operator(fmt: str) -> None:
+    c = one(render(f"operator.logFormat={fmt}"), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert operator_main._parser().parse_args(c["args"]).log_format == fmt
 
 
 def test_deployment_is_single_recreate_and_hardened() -> None:
@@ -150,10 +182,9 @@ def test_operator_env_vars_are_settings_and_defaults_agree() -> None:
 
 def test_image_defaults_to_app_version_which_is_the_package_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    assert chart["appVersion"] == project["version"]
+    assert chart["appVersion"] == red.__version__
     c = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    assert c["image"].endswith(":" + project["version"])
+    assert c["image"].endswith(":" + red.__version__)
     digest = "sha256:" + "a" * 64
     c = one(render(f"image.digest={digest}"), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert c["image"].endswith("@" + digest)
@@ -167,6 +198,19 @@ def test_service_monitor_is_optional() -> None:
     )
     assert sm["metadata"]["labels"]["release"] == "prom"
     assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    assert sm["metadata"]["namespace"] == "red-system" and sm["spec"]["endpoints"][0]["honorLabels"] is False
+    sm = one(
+        render(
+            "metrics.serviceMonitor.enabled=true",
+            "metrics.serviceMonitor.honorLabels=true",
+            "metrics.serviceMonitor.namespace=monitoring",
+        ),
+        "ServiceMonitor",
+    )
+    assert sm["metadata"]["namespace"] == "monitoring"
+    assert sm["spec"]["endpoints"][0]["honorLabels"] is True
+    # It still scrapes the Service where the release is.
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": ["red-system"]}
     failed = helm(
         "template",
         "r",
@@ -223,3 +267,46 @@ def test_every_value_is_documented_and_typed() -> None:
         for part in path.split("."):
             node = node["properties"][part]
         assert node.get("description"), f"{path} has no description in values.schema.json"
+
+
+def test_notes_inline_a_valid_federation_and_point_at_nothing_the_chart_lacks() -> None:
+    from red.spec import federation_from_yaml
+    from red.spec.model import ENGINE_IMAGE
+
+    out = helm("install", "r", str(CHART), "--dry-run=client", "--namespace", "red-system").stdout
+    notes = out.split("NOTES:", 1)[1]
+    assert "examples/" not in notes
+    (manifest,) = re.findall(r"kubectl apply -f - <<'EOF'\n(.*?)\nEOF\n", notes, flags=re.S)
+    fed = federation_from_yaml(manifest, source="NOTES.txt")
+    assert fed.name == "digits-star"
+    assert ENGINE_IMAGE in notes
+    assert "--for=jsonpath='{.status.completionTime}'" in notes
+
+
+def test_token_requests_are_dev_only_opt_in() -> None:
+    (role,) = operator_cluster_roles(render())
+    assert not any("serviceaccounts/token" in r["resources"] for r in role["rules"])
+    (role,) = operator_cluster_roles(render("rbac.engineTokenRequests=true"))
+    assert norm(role["rules"]) == norm(RULES + DEV_RULES)
+    roles = by_kind(render("rbac.scope=namespace", "rbac.engineTokenRequests=true"), "Role")
+    assert all(any("serviceaccounts/token" in r["resources"] for r in role["rules"]) for role in roles)
+
+
+def test_token_key_is_generated_once_and_mounted_not_read() -> None:
+    objs = render()
+    secret = next(o for o in by_kind(objs, "Secret") if o["metadata"]["name"].endswith("-token-key"))
+    assert len(base64.b64decode(secret["data"]["key"])) == 64
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert secret["data"]["key"] != next(o for o in by_kind(render(), "Secret"))["data"]["key"]  # random
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    (vol,) = [v for v in pod["volumes"] if "secret" in v]
+    assert vol["secret"]["secretName"] == secret["metadata"]["name"]
+    (c,) = pod["containers"]
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == vol["name"]]
+    args = operator_main._parser().parse_args(c["args"])
+    assert str(args.token_key_file).startswith(mount["mountPath"] + "/") and mount["readOnly"] is True
+
+    objs = render("tokenKey.existingSecret=my-key")
+    assert not by_kind(objs, "Secret")
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["my-key"]

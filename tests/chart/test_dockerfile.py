@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import red
 from tests.chart.tools import REPO
 
 DOCKERFILE = REPO / "Dockerfile"
@@ -53,10 +54,10 @@ def test_hadolint_finds_nothing() -> None:
 def test_targets_extras_and_versions_agree_with_pyproject() -> None:
     stages = _stages()
     assert {"operator", "engine"} <= stages.keys()
-    assert _arg_default("RED_VERSION") == PROJECT["version"]
+    assert _arg_default("RED_VERSION") == red.__version__
     extras = PROJECT["optional-dependencies"]
     installs = re.findall(r"red-\$\{RED_VERSION\}-py3-none-any\.whl\[([a-z,]+)\]", DOCKERFILE.read_text())
-    assert sorted(installs) == ["engine,operator", "operator"]
+    assert sorted(installs) == ["engine,kube", "operator"]
     assert all(set(x.split(",")) <= extras.keys() for x in installs)
     # The Ray base image is the Ray that the engine extra pins.
     (ray_pin,) = [d for d in extras["engine"] if d.startswith("ray")]
@@ -98,7 +99,8 @@ def test_operator_install_step_gives_a_slim_working_operator(tmp_path: Path) -> 
         check=True,
         capture_output=True,
     )
-    wheel = wheels / f"red-{PROJECT['version']}-py3-none-any.whl"
+    # The wheel's version comes from red/_version.py (pyproject.toml's dynamic version).
+    wheel = wheels / f"red-{red.__version__}-py3-none-any.whl"
     assert wheel.exists(), sorted(p.name for p in wheels.iterdir())
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -106,6 +108,8 @@ def test_operator_install_step_gives_a_slim_working_operator(tmp_path: Path) -> 
     subprocess.run([*pip, "install", "-q", f"{wheel}[operator]"], check=True, timeout=800)
     help_ = subprocess.run([str(venv / "bin" / "red-operator"), "--help"], capture_output=True, text=True)
     assert help_.returncode == 0 and "--namespace" in help_.stdout, help_.stderr
+    version = subprocess.run([str(venv / "bin" / "red-operator"), "--version"], capture_output=True, text=True)
+    assert version.stdout.strip() == f"red-operator {red.__version__}", version.stderr
     # Everything the operator process imports, and nothing heavy comes with it.
     probe = (
         "import sys, red_operator.main, red_operator.handlers, red_operator.reconcile, red_operator.kube;"

@@ -83,3 +83,16 @@ def norm(rules: list[dict[str, Any]]) -> list[tuple[tuple[str, ...], ...]]:
         )
         for r in rules
     )
+
+
+AGGREGATE_LABEL = "rbac.authorization.k8s.io/aggregate-to-"
+
+
+def is_aggregated(obj: dict[str, Any]) -> bool:
+    """A ClusterRole folded into the built-in edit/admin/view roles (for users, not the operator)."""
+    return any(k.startswith(AGGREGATE_LABEL) for k in (obj["metadata"].get("labels") or {}))
+
+
+def operator_cluster_roles(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ClusterRoles bound to the operator's ServiceAccount (the aggregated ones left out)."""
+    return [o for o in by_kind(objs, "ClusterRole") if not is_aggregated(o)]

@@ -82,9 +82,7 @@ def test_mesh_all_to_all_averaging(ray_clean: Any) -> None:
 
 def test_k_regular_and_custom_graphs_enforce_their_edges(ray_clean: Any) -> None:
     fed = make_fed("kreg", schema="k-regular", clients=6, rounds=4, task=DIGITS, topology={"degree": 3})
-    from red.layouts import graph_for
-
-    g, _ = graph_for(fed)
+    g, _ = schemas.get("k-regular").graph_of(fed)
     non_edge = next((a, b) for a in g for b in g if a != b and not g.has_edge(a, b))
     sch, reports = _build_check_run(fed, [non_edge])
     assert all(d == 3 for _, d in sch.graph.degree)

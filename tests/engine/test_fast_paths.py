@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from red.algorithms.base import Update, pre_aggregates
+from red.algorithms.base import Accumulator, StreamingMean, Update, pre_aggregates
 from red.algorithms.builtin import FedAvg, FedBuff, FedProx, Median, TrimmedMean
 from red.registry import schemas
 from red.report import Report
@@ -90,3 +90,33 @@ def test_mean_of_weighted_partial_means_is_the_weighted_mean(split: list[int]) -
                                   version=0)
         parts.append(Update(group[0].node_id, mean, sum(w), members=[u.node_id for u in group]))
     np.testing.assert_allclose(FedAvg().aggregate({}, parts, version=0)["w"], whole["w"], rtol=1e-6)
+
+
+def test_partial_means_fold_into_the_servers_streaming_mean() -> None:
+    # The server's round accumulator takes pool hosts' partial means like single updates: folded with
+    # their members' summed weight they give the mean of every client's update, and every member counts.
+    rng = np.random.default_rng(2)
+    ups = [Update(f"c{i}", {"w": rng.normal(size=(4, 3)).astype(np.float32)}, int(rng.integers(1, 90)))
+           for i in range(6)]
+    host = FedAvg().aggregate({}, ups[:4], version=0)
+    acc = FedAvg().accumulator({}, version=0)
+    assert isinstance(acc, StreamingMean)
+    acc.add(Update("c0", host, sum(u.num_samples for u in ups[:4]), members=[u.node_id for u in ups[:4]]))
+    for u in ups[4:]:
+        acc.add(u)
+    np.testing.assert_allclose(acc.result()["w"], FedAvg().aggregate({}, ups, version=0)["w"], rtol=1e-6)
+    assert len(acc) == 3 and acc.node_ids == [f"c{i}" for i in range(6)]
+    assert all(not u.params for u in acc.updates)  # one model held, not one per update
+
+
+def test_an_algorithm_with_its_own_aggregate_keeps_every_update() -> None:
+    class Clipped(FedAvg):
+        def aggregate(self, global_params: Any, updates: list[Update], *, version: int) -> Any:
+            return {"n": np.array([len(updates)])}
+
+    acc = Clipped().accumulator({}, version=0)
+    assert type(acc) is Accumulator
+    for i in range(3):
+        acc.add(Update(f"c{i}", {"w": np.zeros(2)}, 1))
+    assert acc.result()["n"][0] == 3  # its aggregate ran, over every update
+    assert type(Median().accumulator({}, version=0)) is Accumulator

@@ -28,6 +28,16 @@ def ray_head() -> Iterator[RayHead]:
 
 
 @pytest.fixture(scope="session")
+def open_ray_head() -> Iterator[RayHead]:
+    """A real local Ray head with token auth OFF: what a KubeRay older than v1.6.0 leaves running."""
+    head = start_ray_head(num_cpus=1, auth=False)
+    try:
+        yield head
+    finally:
+        head.stop()
+
+
+@pytest.fixture(scope="session")
 def federation_crd(kube_cluster: KubeCluster) -> str:
     """The checked-in CRD, installed on the session's cluster."""
     kube_cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds" / "federation.yaml"))

@@ -51,7 +51,8 @@ def start_operator(
     workdir: Path,
     *,
     dashboard_url: str,
-    token_file: Path,
+    token_file: Path | None,
+    token_key_file: Path | None = None,
     namespaces: list[str] | None = None,
     env: dict[str, str] | None = None,
     reconcile_seconds: float = 1.0,
@@ -68,8 +69,6 @@ def start_operator(
         str(kubeconfig),
         "--dashboard-url-template",
         dashboard_url,
-        "--ray-token-file",
-        str(token_file),
         "--engine-kubeconfig-dir",
         str(workdir / "engine-kubeconfigs"),
         "--reconcile-seconds",
@@ -81,6 +80,11 @@ def start_operator(
         "--bind",
         "127.0.0.1",
     ]
+    # A dev token (the stand-in Ray head's), or the production path: tokens derived from a key.
+    if token_file is not None:
+        args += ["--ray-token-file", str(token_file)]
+    if token_key_file is not None:
+        args += ["--token-key-file", str(token_key_file)]
     for ns in namespaces or []:
         args += ["--namespace", ns]
     proc = subprocess.Popen(

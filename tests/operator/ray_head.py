@@ -1,4 +1,5 @@
-"""A real local Ray head (dashboard and token auth on) standing in for a RayCluster's head.
+"""A real local Ray head (dashboard and token auth on, unless asked otherwise) standing in for a RayCluster's
+head.
 
 It is stopped by killing its own process group and the processes that name its private temp dir, never
 with `ray stop` (which would stop every Ray on the machine, including other tests' ones). Its HOME is
@@ -94,7 +95,9 @@ def wait_http(url: str, token: str, timeout_s: float) -> None:
     raise AssertionError(f"{url} did not answer within {timeout_s} s: {last}")
 
 
-def start_ray_head(num_cpus: int = 2) -> RayHead:
+def start_ray_head(num_cpus: int = 2, *, auth: bool = True) -> RayHead:
+    """`auth=False`: token authentication off (`RAY_AUTH_MODE=disabled`), as on a cluster whose KubeRay
+    dropped `authOptions`: the dashboard then answers anyone. The token still exists (callers send it)."""
     temp_dir = Path(tempfile.mkdtemp(prefix="rr", dir="/tmp"))  # short: Ray's socket paths are limited
     home = Path(tempfile.mkdtemp(prefix="red-ray-home-"))
     token = secrets.token_hex(32)
@@ -103,8 +106,8 @@ def start_ray_head(num_cpus: int = 2) -> RayHead:
     dash = free_port()
     env = {
         **os.environ,
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": token,
+        "RAY_AUTH_MODE": "token" if auth else "disabled",
+        **({"RAY_AUTH_TOKEN": token} if auth else {}),
         # A private HOME: nothing (e.g. ~/.ray/auth_token) leaks into the developer's one.
         "HOME": str(home),
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",

@@ -77,11 +77,11 @@ def test_raycluster_head_and_gpu_group() -> None:
     assert rc["apiVersion"] == "ray.io/v1" and rc["kind"] == "RayCluster"
     meta = rc["metadata"]
     assert meta["name"] == "fl-ray" and meta["namespace"] == "ns"
-    assert meta["labels"] == {"red.dev/federation": "fl", "app.kubernetes.io/managed-by": "red-operator"}
+    assert meta["labels"] == names.labels("fl", names.COMPONENT_RAYCLUSTER)
     owner = meta["ownerReferences"][0]
     assert owner["kind"] == "Federation" and owner["uid"] == UID and owner["controller"] is True
     spec_ = rc["spec"]
-    assert spec_["authOptions"] == {"mode": "token", "secretName": "fl-ray-token"}
+    assert spec_["authOptions"] == {"mode": "token", "secretName": "fl-ray-token-0123abcd"}
     head = spec_["headGroupSpec"]["template"]["spec"]
     assert head["serviceAccountName"] == "fl-engine"
     assert "nvidia.com/gpu" not in head["containers"][0]["resources"]["limits"]
@@ -123,15 +123,42 @@ def test_engine_role_is_limited_to_its_configmap() -> None:
         "apiGroups": [""],
         "resources": ["configmaps"],
         "resourceNames": ["fl-report"],
-        "verbs": ["get", "update", "patch"],
+        "verbs": ["get", "patch"],
     }
     binding = builders.build_role_binding("fl", "ns", UID)
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "fl-engine", "namespace": "ns"}]
 
 
-def test_token_secret_uses_kuberay_key() -> None:
+def test_token_secret_uses_kuberay_key_and_a_name_with_the_uid() -> None:
     secret = builders.build_token_secret("fl", "ns", UID, "t0k")
     assert secret["stringData"] == {"auth_token": "t0k"}
+    # Nothing made before the Federation existed can have this name (the operator cannot read Secrets).
+    assert secret["metadata"]["name"] == "fl-ray-token-0123abcd"
+
+
+def test_borrowed_cluster_accounts_may_write_the_report_and_nothing_else() -> None:
+    binding = builders.build_role_binding("fl", "ns", UID, ["lender", "fl-engine", "lender"])
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "fl-engine", "namespace": "ns"},
+        {"kind": "ServiceAccount", "name": "lender", "namespace": "ns"},
+    ]
+    assert binding["roleRef"]["name"] == "fl-engine"  # the Role limited to fl-report
+
+
+@pytest.mark.parametrize(
+    ("head_sa", "worker_sas", "expected"),
+    [
+        ("lender", ["lender"], ["lender"]),
+        (None, [], ["default"]),
+        ("head", ["w1", None], ["head", "w1", "default"]),
+    ],
+)
+def test_pod_accounts_of_a_raycluster(head_sa: str | None, worker_sas: list[str | None], expected: list[str]) -> None:
+    def template(sa: str | None) -> dict[str, Any]:
+        return {"template": {"spec": {"serviceAccountName": sa} if sa else {}}}
+
+    rc = {"spec": {"headGroupSpec": template(head_sa), "workerGroupSpecs": [template(s) for s in worker_sas]}}
+    assert builders.pod_accounts(rc) == expected
 
 
 def test_job_request_carries_spec_not_token() -> None:
@@ -157,3 +184,73 @@ def test_job_request_carries_spec_not_token() -> None:
 def test_submission_id_is_deterministic() -> None:
     assert names.submission_id("fl", UID, 1) == names.submission_id("fl", UID, 1) == "red-fl-0123abcd-1"
     assert names.submission_id("fl", UID, 2) != names.submission_id("fl", UID, 1)
+
+
+# ------------------------------------------------------------------ labels
+
+RECOMMENDED = {
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+    "app.kubernetes.io/version",
+}
+
+
+def _every_built_object() -> list[tuple[str, dict[str, Any]]]:
+    """(where, labels) for every object and pod template the operator creates for one Federation."""
+    s = spec(clients=4, resources={"perNode": {"gpu": 0.5}}, cluster={"nodePools": [gpu_pool()]})
+    rc = builders.build_raycluster("fl", "ns", UID, s, size_cluster(s))
+    out = [
+        ("RayCluster", rc["metadata"]["labels"]),
+        ("head pods", rc["spec"]["headGroupSpec"]["template"]["metadata"]["labels"]),
+        *[
+            (f"{g['groupName']} worker pods", g["template"]["metadata"]["labels"])
+            for g in rc["spec"]["workerGroupSpecs"]
+        ],
+    ]
+    for build in (
+        builders.build_report_configmap,
+        builders.build_service_account,
+        builders.build_role,
+        builders.build_role_binding,
+    ):
+        obj = build("fl", "ns", UID)
+        out.append((obj["kind"], obj["metadata"]["labels"]))
+    secret = builders.build_token_secret("fl", "ns", UID, "t")
+    out.append((secret["kind"], secret["metadata"]["labels"]))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("where", "component"),
+    [
+        ("RayCluster", "ray-cluster"),
+        ("head pods", "ray-head"),
+        ("gpu worker pods", "ray-worker"),
+        ("Secret", "ray-token"),
+        ("ConfigMap", "report"),
+        ("ServiceAccount", "engine"),
+        ("Role", "engine"),
+        ("RoleBinding", "engine"),
+    ],
+)
+def test_every_created_object_has_the_recommended_labels(where: str, component: str) -> None:
+    import red
+
+    labels = dict(_every_built_object())[where]
+    assert labels.keys() >= RECOMMENDED, f"{where} lacks {RECOMMENDED - labels.keys()}"
+    assert labels == {
+        "app.kubernetes.io/name": "red",
+        "app.kubernetes.io/instance": "fl",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": "red",
+        "app.kubernetes.io/managed-by": "red-operator",
+        "app.kubernetes.io/version": red.__version__,
+        "red.dev/federation": "fl",
+    }
+
+
+def test_the_label_table_covers_every_built_object() -> None:
+    assert len(_every_built_object()) == 8  # one row above per object; add a row with each new builder

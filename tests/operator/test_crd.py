@@ -47,8 +47,11 @@ def test_names_columns_and_subresource() -> None:
     version = spec["versions"][0]
     assert version["name"] == "v1alpha1"
     assert version["subresources"] == {"status": {}}
-    columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Phase", "Round", "Nodes", "Accuracy", "Age"]
+    columns = {c["name"]: c.get("priority", 0) for c in version["additionalPrinterColumns"]}
+    default = ["Phase", "Ready", "Round", "Nodes", "Accuracy", "Age"]
+    assert [name for name, prio in columns.items() if prio == 0] == default
+    # `kubectl get fed -o wide` adds these.
+    assert [name for name, prio in columns.items() if prio == 1] == ["Reason", "RayCluster", "Job"]
 
 
 def test_cel_rules_cover_cross_field_and_immutable_fields() -> None:

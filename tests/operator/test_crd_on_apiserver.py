@@ -66,6 +66,30 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("name too long", {**spec_with(), "metadata": {"name": "x" * 41}}, "metadata.name must be at most 40 characters"),
     ("stall timeout too short", spec_with(stallTimeoutSeconds=1), "should be greater than or equal to 10"),
+    # The same limits as the model's, checked before any cluster exists (issue 11, item 10)
+    ("name with a dot", {**spec_with(), "metadata": {"name": "a.b"}}, "metadata.name must be a DNS label"),
+    ("negative seed", spec_with(seed=-1), "spec.seed in body should be greater than or equal to 0"),
+    (
+        "self-loop",
+        spec_with(schema="custom", clients=2, topology={"edges": [["client_0", "client_1"], ["client_1", "client_1"]]}),
+        "spec.topology.edges holds a self-loop",
+    ),
+    (
+        "unbounded edge list",
+        spec_with(schema="custom", clients=2, topology={"edges": [["client_0", "client_1"]] * 20_001}),
+        "must have at most 20000 items",
+    ),
+    # Used to pass the edge and then hang the Federation (issue 11, item 9).
+    (
+        "empty existingCluster",
+        spec_with(cluster={"existingCluster": ""}),
+        "spec.cluster.existingCluster in body should be at least 1 chars long",
+    ),
+    (
+        "existingCluster not a DNS name",
+        spec_with(cluster={"existingCluster": "Shared_Cluster"}),
+        "spec.cluster.existingCluster in body should match",
+    ),
 ]
 
 
@@ -106,6 +130,17 @@ def test_fields_are_frozen_while_running(kube_cluster: KubeCluster, kube_namespa
     )
     assert proc.returncode != 0
     assert "spec.clients cannot change while the federation is running" in proc.stderr, proc.stderr
+    # What the running engine was started with is frozen too: task, algorithm, seed, checkpoint.
+    for field, value in (
+        ("task", {"name": "digits", "params": {"lr": 0.5}}),
+        ("algorithm", {"name": "median"}),
+        ("seed", 7),
+        ("checkpoint", {"path": "/tmp/x"}),
+    ):
+        patch = json.dumps({"spec": {field: value}})
+        proc = kube_cluster.kubectl("patch", "federation", "frozen", "-n", ns, "--type=merge", "-p", patch, check=False)
+        assert proc.returncode != 0, field
+        assert f"spec.{field} cannot change while the federation is running" in proc.stderr, proc.stderr
     # What may change while running still can (suspend, the TTL) ...
     kube_cluster.kubectl("patch", "federation", "frozen", "-n", ns, "--type=merge", "-p", '{"spec":{"suspend":true}}')
     # ... and once finished, everything can.

@@ -1,4 +1,4 @@
-"""The Ray Jobs REST client against a real local Ray head with token auth on."""
+"""The Ray Jobs REST client against a real local Ray head with token auth on (and one with it off)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,15 @@ def test_failed_job_carries_rays_reason(ray_head: RayHead) -> None:
     info = client.get(sid) or {}
     assert info.get("error_type") == "JOB_ENTRYPOINT_COMMAND_ERROR"
     assert "exit code 3" in info.get("message", "")
+
+
+def test_a_token_head_refuses_callers_without_the_token(ray_head: RayHead) -> None:
+    assert JobsClient(ray_head.dashboard_url, ray_head.token).enforces_auth() is True
+
+
+def test_an_open_head_is_noticed(open_ray_head: RayHead) -> None:
+    # What a KubeRay without authOptions support leaves running: anyone may submit code.
+    assert JobsClient(open_ray_head.dashboard_url, open_ray_head.token).enforces_auth() is False
 
 
 def test_unreachable_dashboard() -> None:

@@ -287,20 +287,41 @@ def test_ttl_removes_the_cluster_after_success(
     assert condition(st, "Succeeded")["status"] == "True"
 
 
-def test_engine_failure_retries_up_to_backoff_limit_then_fails_with_reason(
+def test_engine_spec_error_fails_at_once_with_reason(
     kube_cluster: KubeCluster, kube_namespace: str, red_operator: OperatorControl, ray_head: RayHead
 ) -> None:
     ns, name = kube_namespace, "bad-params"
-    # Valid for the API server (task params are free-form), refused by the engine: a real job failure.
-    bad = federation(name, backoffLimit=1, task={"name": "digits", "params": {"partition": "weird"}})
+    # Valid for the API server (task params are free-form), refused by the engine: a real job failure,
+    # and one a retry cannot fix (the same spec fails the same way), so backoffLimit does not apply.
+    bad = federation(name, backoffLimit=2, task={"name": "digits", "params": {"partition": "weird"}})
     apply(kube_cluster, ns, bad)
     wait_until("Failed", lambda: status(kube_cluster, ns, name).get("phase") == "Failed", timeout_s=400)
     st = status(kube_cluster, ns, name)
-    assert st["job"]["attempts"] == 2, st["job"]  # the first try and one retry (backoffLimit 1)
+    assert st["job"]["attempts"] == 1, st["job"]
     failed = condition(st, "Failed")
     assert failed["status"] == "True" and failed["reason"] == "SpecError", failed
     assert "spec.task.params.partition" in failed["message"]
     assert condition(st, "Stalled")["status"] == "True"  # kstatus sees the terminal failure
+    fed = get_fed(kube_cluster, ns, name)
+    assert len(jobs_of(ray_head, submission_prefix(fed))) == 1
+
+
+def test_engine_failure_retries_up_to_backoff_limit_then_fails_with_reason(
+    kube_cluster: KubeCluster, kube_namespace: str, red_operator: OperatorControl, ray_head: RayHead
+) -> None:
+    ns, name = kube_namespace, "too-slow"
+    # client_0 takes 60 s for its round, the round timeout is 3 s: every attempt fails the same way at
+    # run time (not a spec error), so it is retried backoffLimit times.
+    slow = federation(
+        name, rounds=1, clients=2, backoffLimit=1, faultTolerance={"heartbeatSeconds": 2, "roundTimeoutSeconds": 3},
+        task={"name": "digits", "params": {"epochs": 1, "lr": 0.2, "slowdown": {"client_0": 60}}},
+    )
+    apply(kube_cluster, ns, slow)
+    wait_until("Failed", lambda: status(kube_cluster, ns, name).get("phase") == "Failed", timeout_s=400)
+    st = status(kube_cluster, ns, name)
+    assert st["job"]["attempts"] == 2, st["job"]  # the first try and one retry (backoffLimit 1)
+    failed = condition(st, "Failed")
+    assert failed["status"] == "True" and failed["reason"] == "Stalled", failed
     fed = get_fed(kube_cluster, ns, name)
     assert len(jobs_of(ray_head, submission_prefix(fed))) == 2
 
@@ -346,6 +367,13 @@ def test_existing_cluster_is_used_and_never_deleted(
     wait_until("Succeeded", lambda: status(kube_cluster, ns, name).get("phase") == "Succeeded", timeout_s=400)
     st = status(kube_cluster, ns, name)
     assert st["rayCluster"]["name"] == "shared" and st["rayCluster"]["existing"] is True
+    # In cluster the engine runs as the borrowed cluster's ServiceAccount (here `default`): it may write
+    # the borrower's report, and nothing else.
+    lender = f"--as=system:serviceaccount:{ns}:default"
+    can = kube_cluster.kubectl("auth", "can-i", "patch", f"configmap/{name}-report", "-n", ns, lender, check=False)
+    assert can.stdout.strip() == "yes", can.stdout + can.stderr
+    cannot = kube_cluster.kubectl("auth", "can-i", "patch", "configmap/other", "-n", ns, lender, check=False)
+    assert cannot.stdout.strip() == "no", cannot.stdout + cannot.stderr
     # No cluster of its own was made, and deleting the Federation leaves the borrowed one alone.
     assert kube_cluster.kubectl("get", "raycluster", f"{name}-ray", "-n", ns, check=False).returncode != 0
     kube_cluster.kubectl("delete", "federation", name, "-n", ns, "--wait=true", "--timeout=120s")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from red_operator import main as operator_main
 from red_operator import names, rbac
 from red_operator.engine_job import MAX_NODES_IN_REPORT, ConfigMapSink, compact
 from red_operator.jobs import JobsClient, dashboard_url
@@ -21,7 +22,9 @@ class FakeCore:
         self.patches: list[dict[str, Any]] = []
         self.fail = fail
 
-    def patch_namespaced_config_map(self, name: str, namespace: str, body: dict[str, Any]) -> None:
+    def patch_namespaced_config_map(
+        self, name: str, namespace: str, body: dict[str, Any], _request_timeout: float | None = None
+    ) -> None:
         if self.fail:
             self.fail -= 1
             raise RuntimeError("apiserver down")
@@ -75,6 +78,18 @@ def test_settings_from_env_and_cli() -> None:
     args = _parser().parse_args(["--dashboard-url-template", "http://x:1", "--ray-token-file", "/t"])
     s2 = settings_from_args(args, env={})
     assert s2.dashboard_url_template == "http://x:1" and s2.ray_token_file == Path("/t")
+    s3 = settings_from_args(_parser().parse_args(["--token-key-file", "/k"]), env={})
+    assert s3.token_key_file == Path("/k")
+    assert Settings.from_env({"RED_OPERATOR_TOKEN_KEY_FILE": "/k2"}).token_key_file == Path("/k2")
+
+
+def test_operator_without_a_token_key_exits_with_the_fix(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("RED_OPERATOR_TOKEN_KEY_FILE", "RED_OPERATOR_RAY_TOKEN_FILE", "KUBECONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    assert operator_main.main([]) == 2
+    assert "--token-key-file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -109,8 +124,7 @@ def _allowed(group: str, resource: str, verb: str) -> bool:
         ("ray.io", "rayclusters", "delete"),
         ("", "pods", "list"),
         ("", "secrets", "create"),
-        ("", "configmaps", "update"),  # held, so the engine's Role may grant it
-        ("", "serviceaccounts/token", "create"),
+        ("", "configmaps", "patch"),  # held, so the engine's Role may grant it
         ("rbac.authorization.k8s.io", "roles", "create"),
         ("rbac.authorization.k8s.io", "rolebindings", "delete"),
         ("", "events", "create"),
@@ -124,3 +138,51 @@ def test_rbac_is_not_a_wildcard() -> None:
     for rule in rbac.RULES:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
     assert not _allowed("", "secrets", "list")  # no reading other people's Secrets wholesale
+
+
+def test_engine_plugins_setting() -> None:
+    assert Settings(engine_plugins="task:cifar, schema:my-ring").plugins() == [("task", "cifar"), ("schema", "my-ring")]
+    assert Settings().plugins() == []
+    with pytest.raises(ValueError, match="kind:name"):
+        Settings(engine_plugins="cifar").plugins()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "patch"),
+    [
+        ({"a": 1, "b": 2}, {"a": 1}, {"b": None, "a": 1}),
+        (
+            {"metrics": {"accuracy": 0.5, "loss": 1.0}},
+            {"metrics": {"loss": 0.9}},
+            {"metrics": {"accuracy": None, "loss": 0.9}},
+        ),
+        ({"nodes": [1, 2]}, {"nodes": [3]}, {"nodes": [3]}),
+        ({"job": 1}, {"job": {"a": 1}}, {"job": {"a": 1}}),
+    ],
+)
+def test_status_merge_patch_removes_nested_keys(
+    old: dict[str, Any], new: dict[str, Any], patch: dict[str, Any]
+) -> None:
+    from red_operator.kube import merge_patch
+
+    assert merge_patch(old, new) == patch
+
+
+@pytest.mark.parametrize(
+    ("group", "resource", "verb"),
+    [
+        ("", "secrets", "get"),  # tokens are derived, never read
+        ("", "secrets", "list"),
+        ("", "secrets", "delete"),  # the token Secret goes with its Federation (garbage collector)
+        ("", "configmaps", "update"),
+        ("", "serviceaccounts/token", "create"),  # dev-only: rbac.DEV_RULES
+        ("rbac.authorization.k8s.io", "roles", "escalate"),
+        ("rbac.authorization.k8s.io", "roles", "bind"),
+    ],
+)
+def test_rbac_leaves_out(group: str, resource: str, verb: str) -> None:
+    assert not _allowed(group, resource, verb)
+
+
+def test_dev_rules_are_only_token_requests() -> None:
+    assert rbac.DEV_RULES == [{"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}]

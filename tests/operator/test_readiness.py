@@ -74,3 +74,10 @@ def test_observe_cluster(
 
 def test_state_ready_alone_is_not_ready() -> None:
     assert not observe_cluster(rc(ready=0), []).ready
+
+
+def test_a_cluster_being_deleted_is_never_ready() -> None:
+    going = rc()
+    going["metadata"]["deletionTimestamp"] = "2026-01-01T12:00:00Z"
+    obs = observe_cluster(going, [])
+    assert (obs.exists, obs.ready, obs.reason) == (True, False, "Deleting")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ from red_operator import conditions as C
 from red_operator.decide import RayJob, plan
 from red_operator.readiness import ClusterObservation
 from red_operator.sizing import size_cluster
-from red_operator.status import Observed, fold
+from red_operator.status import Observed, fold, iso, recover
 
 from tests.operator.helpers import gpu_pool, spec
 
@@ -136,6 +137,7 @@ def report(event: str = "round", rnd: int = 3, **kw: Any) -> dict[str, Any]:
     )
     return {
         "event": event,
+        "federation": "fl",
         "round": rnd,
         "rounds": 5,
         "metrics": {"accuracy": 0.93, "loss": 0.2, "note": "x"},
@@ -362,3 +364,95 @@ def test_invalid_spec_fails_with_reason() -> None:
     status = fold({}, Observed(generation=1, now=NOW, spec=None, spec_error="spec.clients: bad"))
     assert status["phase"] == "Failed"
     assert cond(status, C.FAILED) == ("True", "InvalidSpec")
+    # docs/kubernetes.md waits for completionTime: it must be set on every Failed.
+    assert status["completionTime"] == iso(NOW)
+
+
+# ---------------------------------------------------------------- hardening: reports, retries, specs
+def test_an_invalid_report_is_a_condition_and_status_stays_storable() -> None:
+    prev = {**job(status="RUNNING"), "metrics": {"accuracy": 0.5}, "round": 2}
+    for raw in ("[1, 2]", '{"event": "round", "federation": "fl", "round": 1.5, "rounds": 5}'):
+        status = fold(prev, observe(plan=running_plan(), ray_job=RayJob("RUNNING"), report=raw))
+        assert status["phase"] == "Running"
+        assert cond(status, C.REPORT_VALID) == ("False", "ReportInvalid")
+        assert status["metrics"] == {"accuracy": 0.5} and status["round"] == 2  # the last good word stays
+        json.dumps(status, allow_nan=False)
+
+
+def test_non_finite_metrics_never_reach_status() -> None:
+    raw = json.dumps(report()).replace('"accuracy": 0.93', '"accuracy": NaN').replace('"loss": 0.2', '"loss": Infinity')
+    status = fold(job(status="RUNNING"), observe(plan=running_plan(), ray_job=RayJob("RUNNING"), report=raw))
+    assert status["metrics"] == {}
+    c = C.get(status["conditions"], C.REPORT_VALID)
+    assert c is not None and c["reason"] == "Sanitized" and "accuracy" in c["message"], c
+    json.dumps(status, allow_nan=False)
+
+
+def test_a_retry_does_not_inherit_the_previous_attempts_report() -> None:
+    s = spec(clients=2, rounds=5, stallTimeoutSeconds=60)
+    long_ago = (NOW - timedelta(seconds=3600)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    old_report = report(
+        submissionId="red-fl-x-1",
+        nodes=[{"id": "client_0", "health": "Dead"}, {"id": "client_1", "health": "Dead"}],
+    )
+    prev = {**job(status="FAILED"), "lastReportTime": long_ago, "reportTime": "old", "nodes": old_report["nodes"]}
+    p = plan(s, prev, RayJob("FAILED"), cluster_ready=True, fits=True, now=NOW)
+    assert (p.job, p.attempt) == ("submit", 2)
+    submitted = fold(prev, observe(s, plan=p, submission_id="red-fl-x-2", report=None))
+    assert "nodes" not in submitted and "lastReportTime" not in submitted
+    # The next pass still finds the old attempt's report in the ConfigMap: it is set aside.
+    later = NOW + timedelta(seconds=5)
+    p2 = plan(s, submitted, RayJob("RUNNING"), cluster_ready=True, fits=True, now=later)
+    running = fold(
+        submitted,
+        Observed(
+            generation=3, now=later, spec=s, sizing=size_cluster(s), cluster_name="fl-ray", cluster=READY,
+            plan=p2, submission_id="red-fl-x-2", ray_job=RayJob("RUNNING"), report=json.dumps(old_report),
+        ),
+    )
+    assert running["phase"] == "Running"
+    assert cond(running, C.DEGRADED) == ("False", "NoReport")
+    assert cond(running, C.STALLED) == ("False", "Progressing")
+    assert cond(running, C.REPORT_VALID) == ("Unknown", "OtherAttempt")
+    assert "nodes" not in running
+
+
+def test_a_lost_cluster_is_one_failure() -> None:
+    s = spec(backoffLimit=3)
+    prev = job(status="RUNNING")
+    statuses = [prev]
+    for _ in range(3):  # three passes while the RayCluster is gone (no Ray to ask)
+        p = plan(s, statuses[-1], None, cluster_ready=False, fits=True, now=NOW)
+        statuses.append(fold(statuses[-1], observe(s, plan=p, cluster=ClusterObservation(False))))
+    assert [st["job"]["failures"] for st in statuses[1:]] == [1, 1, 1]
+    assert statuses[-1]["job"]["status"] == "LOST"
+    assert statuses[-1]["job"]["countedFailure"] == "red-fl-x-1"
+    # The new cluster is ready: the retry is attempt 2, still one failure.
+    p = plan(s, statuses[-1], None, cluster_ready=True, fits=True, now=NOW)
+    assert (p.job, p.attempt, p.failures) == ("submit", 2, 1)
+
+
+@pytest.mark.parametrize(
+    ("reason", "terminal", "job_action"), [("SpecError", True, "none"), ("TooFewClients", False, "submit")]
+)
+def test_a_spec_error_is_not_retried(reason: str, terminal: bool, job_action: str) -> None:
+    s = spec(backoffLimit=2)
+    p = plan(s, job(status="RUNNING"), RayJob("FAILED"), cluster_ready=True, fits=True, now=NOW, engine_reason=reason)
+    assert (p.terminal_failure, p.job, p.failures) == (terminal, job_action, 1)
+
+
+@pytest.mark.parametrize(
+    ("prev", "recovered"),
+    [
+        ({"phase": "Failed", "reason": "InvalidSpec", "message": "bad", "completionTime": "t"}, {}),
+        ({"phase": "Failed", "reason": "SpecError", "message": "bad"}, None),
+        ({"phase": "Succeeded"}, None),
+    ],
+)
+def test_a_fixed_spec_revives_only_an_invalid_spec_failure(
+    prev: dict[str, Any], recovered: dict[str, Any] | None
+) -> None:
+    assert recover(prev) == (prev if recovered is None else recovered)
+    if recovered is not None:
+        status = fold(recover(prev), observe(plan=plan(spec(), {}, None, cluster_ready=False, fits=True, now=NOW)))
+        assert status["phase"] == "Starting" and "reason" not in status

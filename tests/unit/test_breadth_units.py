@@ -4,6 +4,7 @@ No Ray: schemas are constructed (which builds nothing) to check their graphs and
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -13,8 +14,7 @@ from red import cli
 from red.aggregation import staleness_weight
 from red.algorithms.base import Update
 from red.algorithms.builtin import FedBuff
-from red.layouts import graph_for
-from red.plots import draw_topology, plot_accuracy
+from red.plots import draw_topology, plot_progress
 from red.registry import schemas
 from red.runtime.pool import ACTOR_MEMORY_BYTES, decide_pool_size
 from red.schemas.decentralized import metropolis_weights, mix
@@ -88,10 +88,10 @@ def test_fedbuff_discounts_stale_deltas() -> None:
 
 
 @pytest.mark.parametrize("name", ["ring", "mesh", "kregular", "custom", "cluster"])
-def test_schema_layout_matches_the_drawn_graph(name: str) -> None:
+def test_nodes_built_match_the_roles_drawn(name: str) -> None:
     fed = load_federation(EXAMPLES / f"digits-{name}.yaml")
     sch = schemas.get(fed.spec.schema_)(fed)  # constructing builds nothing: no Ray needed
-    drawn, roles = graph_for(fed)
+    drawn, roles = schemas.get(fed.spec.schema_).graph_of(fed)
     assert set(map(frozenset, sch.graph.edges)) == set(map(frozenset, drawn.edges))
     assert {n: sch.nodes[n].role for n in sch.nodes} == roles
 
@@ -125,13 +125,13 @@ def test_draw_topology_of_a_large_federation(tmp_path: Path) -> None:
     _assert_png(out)
 
 
-def test_plot_accuracy_from_reports(tmp_path: Path) -> None:
+def test_plot_progress_from_reports(tmp_path: Path) -> None:
     history = [{"event": "start", "round": 0, "federation": "f", "metrics": {}}] + [
         {"event": "round", "round": r, "federation": "f", "metrics": {"accuracy": 0.5 + r / 40}}
         for r in range(1, 16)
     ]
     out = tmp_path / "acc.png"
-    plot_accuracy(history, str(out))
+    plot_progress(history, str(out))
     _assert_png(out)
 
 
@@ -142,7 +142,8 @@ def test_a_custom_topology_registered_from_user_code_is_named_in_yaml() -> None:
 
     @schemas.register("star-of-rings-test")
     class Lollipop(DecentralizedFederatedLearning):
-        def build_graph(self, ids: list[str]) -> nx.Graph:
+        @classmethod
+        def build_graph(cls, fed: Any, ids: list[str]) -> nx.Graph:
             g = nx.lollipop_graph(3, len(ids) - 3)
             return nx.relabel_nodes(g, dict(enumerate(ids)))
 

@@ -1,0 +1,144 @@
+"""The harness's real nodes (RED_REAL_NODES=2): a kubelet with containerd + runc, CNI, kube-proxy and
+CoreDNS per node, each in a network namespace of its own.
+
+Skipped unless RED_E2E_REAL_NODES=1: they need root, `RED_REAL_NODES=1 e2e/build` (kubelet, kube-proxy,
+CoreDNS) and `e2e/images` (the images, about 5 GB for the engine's torch), which CI does not build yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.cluster import KubeCluster, cluster_up, kubectl_json
+from tests.helpers import wait_until
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.skipif(
+        os.environ.get("RED_E2E_REAL_NODES") != "1", reason="real nodes: set RED_E2E_REAL_NODES=1 (needs root)"
+    ),
+]
+
+NAME = "red-pytest-real"
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def image_refs(cluster: KubeCluster) -> dict[str, str]:
+    """The images `up` imported into the nodes (asking e2e/images again would see a newer checkout)."""
+    images: dict[str, str] = json.loads((cluster.state_dir / "realnodes.json").read_text())["images"]
+    return images
+
+
+def leftovers(state_dir: Path) -> list[str]:
+    """What a real-node cluster makes outside its state dir, if any of it is still there."""
+    found = []
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    found += [f"netns {line.split()[0]}" for line in netns.splitlines() if line.startswith(("red-", "cni-"))]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines() if ": redbr" in line]
+    marker = str(state_dir)
+    for line in Path("/proc/mounts").read_text().splitlines():
+        mp = line.split()[1]
+        if marker in mp or "/run/red/" in mp or "/containerd/" + NAME in mp:
+            found.append(f"mount {mp}")
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmd or f"/run/red/{NAME}/" in cmd:
+                found.append(f"process {proc.name}: {cmd[:120]}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def real_cluster() -> Iterator[KubeCluster]:
+    cluster = cluster_up(NAME, real_nodes=2, timeout_s=1800)
+    try:
+        yield cluster
+    finally:
+        cluster.down()
+    left = leftovers(cluster.state_dir)
+    assert not left, f"left behind by e2e/cluster down: {left}"
+
+
+def pod(name: str, image: str, command: list[str], gpu_node: bool, labels: dict[str, str] | None = None) -> Any:
+    spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "nodeSelector": {"red.dev/pool": "gpu" if gpu_node else "cpu"},
+        "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never", "command": command}],
+    }
+    if gpu_node:
+        spec["tolerations"] = [GPU_TOLERATION]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": labels or {}}, "spec": spec}
+
+
+def test_nodes_are_real_and_the_gpu_node_looks_like_the_gpu_pool(real_cluster: KubeCluster) -> None:
+    nodes = {n["metadata"]["name"]: n for n in kubectl_json(real_cluster, "get", "nodes")["items"]}
+    assert set(nodes) == {"real-cpu-0", "real-gpu-0"}
+    gpu = nodes["real-gpu-0"]
+    assert gpu["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://")
+    assert gpu["status"]["allocatable"]["nvidia.com/gpu"] == "4"
+    assert gpu["metadata"]["labels"]["red.dev/pool"] == "gpu"
+    assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in gpu["spec"]["taints"]
+
+
+def test_a_pod_on_the_gpu_node_reaches_a_service_on_the_cpu_node_by_name(
+    real_cluster: KubeCluster, kube_namespace_real: str
+) -> None:
+    ns = kube_namespace_real
+    image = image_refs(real_cluster)["RED_OPERATOR_IMAGE"]  # any image with Python
+    server = pod("echo", image, ["python", "-m", "http.server", "8080", "--directory", "/tmp"], False, {"app": "echo"})
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "echo"},
+        "spec": {"selector": {"app": "echo"}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    client = pod(
+        "client",
+        image,
+        [
+            "python",
+            "-c",
+            "import socket, urllib.request;"
+            f"print(socket.gethostbyname('echo.{ns}.svc.cluster.local'));"
+            "print(urllib.request.urlopen('http://echo', timeout=10).status)",
+        ],
+        True,
+    )
+    for obj in (server, service):
+        real_cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(obj))
+    real_cluster.kubectl("wait", "-n", ns, "--for=condition=Ready", "pod/echo", "--timeout=180s", timeout=200)
+    real_cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(client))
+    wait_until(
+        "the client pod to finish",
+        lambda: (
+            kubectl_json(real_cluster, "get", "pod", "client", "-n", ns)["status"].get("phase")
+            in ("Succeeded", "Failed")
+        ),
+        timeout_s=180,
+    )
+    logs = real_cluster.kubectl("logs", "-n", ns, "client").stdout.split()
+    phase = kubectl_json(real_cluster, "get", "pod", "client", "-n", ns)["status"]["phase"]
+    assert phase == "Succeeded", logs
+    cluster_ip = kubectl_json(real_cluster, "get", "service", "echo", "-n", ns)["spec"]["clusterIP"]
+    assert logs == [cluster_ip, "200"]
+
+
+@pytest.fixture
+def kube_namespace_real(real_cluster: KubeCluster) -> Iterator[str]:
+    name = "real-smoke"
+    real_cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        real_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
