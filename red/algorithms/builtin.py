@@ -13,7 +13,7 @@ from red.aggregation import (
     trimmed_mean,
     weighted_mean,
 )
-from red.algorithms.base import Accumulator, Algorithm, StreamingMean, Update
+from red.algorithms.base import Algorithm, Update
 from red.errors import SpecError
 
 
@@ -32,12 +32,10 @@ class FedAvg(Algorithm):
     """McMahan et al.: the sample-weighted mean of the clients' models."""
 
     name: ClassVar[str] = "fedavg"
+    pre_aggregate: ClassVar[bool] = True
 
     def aggregate(self, global_params: Params, updates: list[Update], *, version: int) -> Params:
         return weighted_mean([u.params for u in updates], [max(u.num_samples, 1) for u in updates])
-
-    def accumulator(self, global_params: Params, *, version: int) -> Accumulator:
-        return StreamingMean(self, global_params, version)
 
 
 class FedProx(FedAvg):

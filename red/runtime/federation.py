@@ -135,6 +135,7 @@ class FederatedBase:
                 strategy=self.placement_strategy,
                 timeout_seconds=self.placement_timeout_seconds,
             )
+        pending: list[Any] = []
         if self.tm is None:
             from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -154,9 +155,11 @@ class FederatedBase:
                 .remote(self.name, namespace=self.namespace, ids=list(self.nodes) + list(self.hosts),
                         topology=self.graph, hosted=self.hosted)
             )
-            ray.get(self.tm.ping.remote())
+            # Not waited for here: the broker actors and every node actor start at once (each is a
+            # process to launch; one after another, start-up took their sum).
+            pending.append(self.tm.ping.remote())
         if self.hosts and self.store is None:
-            self._start_store()
+            pending.append(self._start_store())
         index = {nid: i + 1 for i, nid in enumerate(actors)}
         wanted = list(actors) if node_ids is None else list(node_ids)
         wanted = [self.nodes[n].host or n if n in self.nodes else n for n in wanted]
@@ -168,6 +171,7 @@ class FederatedBase:
                     index[nid], self.pg, namespace=self.namespace, max_restarts=self.max_restarts,
                     inbox_limit=limit_for_degree(self.graph.degree(nid) if nid in self.graph else 0),
                 )
+        ray.get(pending)
         if new:
             ray.get(self.tm.register.remote({n: h for n, h in new.items() if n not in self.hosts}))
             for host in (n for n in new if n in self.hosts):
@@ -178,7 +182,7 @@ class FederatedBase:
                 st.health, st.incarnation, st.last_heartbeat = "Alive", p["incarnation"], p["time"]
                 self._set_hosted_health(p["id"], "Alive")
 
-    def _start_store(self) -> None:
+    def _start_store(self) -> Any:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -198,7 +202,7 @@ class FederatedBase:
             )
             .remote(self.initial_hosted_state)  # what a restarted store starts from again
         )
-        ray.get(self.store.ping.remote())
+        return self.store.ping.remote()  # the caller waits for it (with the node actors)
 
     def stop(self) -> None:
         """Stop every node loop, kill every actor, remove the placement group. Safe to call twice."""

@@ -81,7 +81,7 @@ class FederatedNode:
         self._version_cv = threading.Condition()
         self._stopped = threading.Event()
         self._neighbors: frozenset[str] | None = None
-        self._routes: dict[str, Any] | None = None
+        self._routes: tuple[dict[str, str], dict[str, Any]] | None = None
         self._tm: Any = None
         _cap_gpu_memory(gpu_fraction)
         self.build(**self.config.get("build", {}))
@@ -111,9 +111,11 @@ class FederatedNode:
     def send(self, header: str, body: Any, to: str | list[str] | None = None) -> list[str]:
         """Send to ``to`` (default: all neighbours). A non-neighbour raises TopologyError.
 
-        Large bodies are stored once (``ray.put``) and travel by reference. Up to DIRECT_FANOUT
-        neighbours that are actors of their own get the message directly; larger fan-outs (and nodes
-        multiplexed on a pool actor) go through the TopologyManager in one call.
+        Large bodies are stored once (``ray.put``) and travel by reference. Recipients are grouped
+        by the actor that serves them (their own, or their pool host) and each actor gets one call
+        directly, without the TopologyManager's relay hop; the routes come from the TopologyManager
+        once, and only neighbours have routes, so the topology is still enforced. Above DIRECT_FANOUT
+        actors, one call to the TopologyManager beats a call per actor from here.
         """
         import ray
 
@@ -129,19 +131,14 @@ class FederatedNode:
         msg = Message(header=header, body=body, sender=self.id)
         if len(recipients) > 1 and payload_bytes(body) >= INLINE_LIMIT_BYTES:
             msg.body, msg.by_ref = ray.put(body), True  # serialise once, fan the reference out
-        routes = self._direct_routes()
-        if len(recipients) <= DIRECT_FANOUT and all(r in routes for r in recipients):
-            for r in recipients:
-                routes[r].deliver.remote(msg)
-        else:
-            self._topology_manager().publish.remote(msg, recipients)
+        deliver_direct(msg, recipients, *self._routes_table(), relay=self._topology_manager())
         return recipients
 
-    def _direct_routes(self) -> dict[str, Any]:
+    def _routes_table(self) -> tuple[dict[str, str], dict[str, Any]]:
         if self._routes is None:
             import ray
 
-            self._routes = dict(ray.get(self._topology_manager().direct_routes.remote(self.id)))
+            self._routes = ray.get(self._topology_manager().routes.remote(self.id))
         return self._routes
 
     def receive(self, block: bool = True, timeout: float | None = None) -> Message | None:
@@ -234,6 +231,30 @@ class FederatedNode:
 
             self._tm = ray.get_actor(actor_name(self.federation, TOPOLOGY_MANAGER), namespace=self.namespace)
         return self._tm
+
+
+def deliver_direct(msg: Message, recipients: list[str], via: dict[str, str], handles: dict[str, Any],
+                   relay: Any = None) -> None:
+    """Deliver ``msg`` to ``recipients`` with one call per serving actor (``via``: recipient → actor id,
+    ``handles``: actor id → handle). Recipients without a route, or more than DIRECT_FANOUT actors,
+    go through the TopologyManager ``relay`` (looked up by the caller when None)."""
+    by_actor: dict[str, list[str]] = {}
+    for r in recipients:
+        key = via.get(r)
+        if key is None:
+            by_actor = {}
+            break
+        by_actor.setdefault(key, []).append(r)
+    if not by_actor or len(by_actor) > DIRECT_FANOUT:
+        if relay is None:
+            raise TopologyError(f"no direct route to {recipients[:5]}")
+        relay.publish.remote(msg, recipients)
+        return
+    for key, ids in by_actor.items():
+        if ids == [key]:
+            handles[key].deliver.remote(msg)
+        else:
+            handles[key].deliver_to.remote(msg, ids)
 
 
 def _warn_dropped(node_id: str, inbox: Inbox[Message]) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from red.errors import TopologyError
 from red.runtime.messages import INLINE_LIMIT_BYTES, Message, payload_bytes
+from red.runtime.node import deliver_direct
 from red.runtime.task_node import TaskNode
 
 STATE_STORE = "__state_store__"
@@ -50,8 +51,8 @@ def decide_pool_size(
       ``max_actors - fixed`` hosts (at least one).
     * unset (the engine decides): one actor per node while every node fits the cluster's CPUs (at
       ``perNode.cpu`` each) and memory (at about 300 MB per torch actor); beyond that, a pool of
-      ``2 x CPUs`` hosts (enough to overlap messaging with training; more would only contend for
-      cores), never more than fits.
+      as many hosts as CPUs (each trains on a core of its own; more would only contend for cores and
+      cost a torch process each, about 500 MB), never more than fits.
     """
     total = poolable + fixed
     if poolable == 0:
@@ -63,7 +64,7 @@ def decide_pool_size(
     fit = max(1, min(fit_cpu, fit_mem))
     if total <= fit:
         return None
-    return max(1, min(fit - fixed, 2 * math.ceil(cluster_cpus), poolable))
+    return max(1, min(fit - fixed, math.ceil(cluster_cpus), poolable))
 
 
 class NodeStateStore:
@@ -71,8 +72,9 @@ class NodeStateStore:
 
     A restart keeps what the run needs: the constructor's ``initial`` states (each node's data index)
     come back with the arguments Ray re-runs it with, calls in flight are run again by the new
-    incarnation (the driver starts it with ``max_task_retries=-1``), and each `PoolHost` remembers the
-    versions of the nodes it serves, so the first check-in after a restart puts them back.
+    incarnation (the driver starts it with ``max_task_retries=-1``), and each `PoolHost` keeps the
+    current state of the nodes it serves and writes it through on every batch, so the first check-in
+    after a restart puts their versions back.
     """
 
     def __init__(self, initial: dict[str, dict[str, Any]] | None = None) -> None:
@@ -136,6 +138,12 @@ class HostedProgram:
     def on_message(self, node: HostedNode, msg: Message) -> None:
         raise NotImplementedError
 
+    def on_batch(self, nodes: list[HostedNode], msg: Message) -> None:
+        """``msg`` for every node of ``nodes`` (one delivery to this host). By default each node
+        handles it in turn; override to answer for the whole batch at once."""
+        for node in nodes:
+            self.on_message(node, msg)
+
 
 class PoolHost(TaskNode):
     """A node actor that hosts many virtual nodes, one at a time, with their state kept elsewhere."""
@@ -143,10 +151,15 @@ class PoolHost(TaskNode):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._hosted_neighbors: dict[str, frozenset[str]] = {}
+        # Recipient → the actor serving it, and that actor's handle (from TopologyManager.routes):
+        # sends go straight there; only neighbours are ever looked up, so the topology still holds.
+        self._via: dict[str, str] = {}
+        self._handles: dict[str, Any] = {}
+        # This host's virtual nodes' state, written through to the store: each node is served by one
+        # host, so the copy here is current while the host lives; after a restart it starts empty and
+        # is read back from the store.
+        self._states: dict[str, dict[str, Any]] = {}
         self._store: Any = None
-        # The newest version of each node this host served: a restarted store has lost them (ints only,
-        # so memory stays flat in the number of nodes for any model size).
-        self._versions_seen: dict[str, int] = {}
         self.served = 0  # virtual-node activations, for benchmarks and tests
 
     def deliver_to(self, msg: Message, ids: list[str]) -> None:
@@ -173,20 +186,30 @@ class PoolHost(TaskNode):
 
     def send_as(self, node_id: str, header: str, body: Any, to: str | list[str]) -> list[str]:
         """Send as hosted virtual node ``node_id``; a non-neighbour raises TopologyError."""
+        return self.send_for([node_id], header, body, to)
+
+    def send_for(self, node_ids: list[str], header: str, body: Any, to: str | list[str]) -> list[str]:
+        """One message from ``node_ids[0]`` that answers for all of ``node_ids`` (a batch's update):
+        every one of them must be allowed to reach every recipient, or TopologyError."""
         import ray
 
         recipients = [to] if isinstance(to, str) else list(to)
-        allowed = self.neighbors_of(node_id)
-        bad = [r for r in recipients if r not in allowed]
-        if bad:
-            raise TopologyError(
-                f"node {node_id!r} cannot send to {bad}: not its neighbours in this topology "
-                f"(neighbours: {sorted(allowed)[:10]})"
-            )
-        msg = Message(header=header, body=body, sender=node_id)
+        for node_id in node_ids:
+            allowed = self.neighbors_of(node_id)
+            bad = [r for r in recipients if r not in allowed]
+            if bad:
+                raise TopologyError(
+                    f"node {node_id!r} cannot send to {bad}: not its neighbours in this topology "
+                    f"(neighbours: {sorted(allowed)[:10]})"
+                )
+        msg = Message(header=header, body=body, sender=node_ids[0])
         if len(recipients) > 1 and payload_bytes(body) >= INLINE_LIMIT_BYTES:
             msg.body, msg.by_ref = ray.put(body), True
-        self._topology_manager().publish.remote(msg, recipients)
+        if any(r not in self._via for r in recipients):
+            via, handles = ray.get(self._topology_manager().routes.remote(node_ids[0]))
+            self._via.update(via)
+            self._handles.update(handles)
+        deliver_direct(msg, recipients, self._via, self._handles, relay=self._topology_manager())
         return recipients
 
     def train(  # type: ignore[override]
@@ -205,17 +228,17 @@ class PoolHost(TaskNode):
             if inner.by_ref:
                 inner.body, inner.by_ref = ray.get(inner.body), False
             ids: list[str] = msg.body["ids"]
-            # One store round trip per batch (a broadcast reaches a host as one batch), not per node.
-            states = ray.get(self._store.checkout.remote(ids))
+            missing = [i for i in ids if i not in self._states]
+            if missing:  # first use, or this host restarted: one store round trip for the batch
+                self._states.update(ray.get(self._store.checkout.remote(missing)))
             self._prefetch_neighbors(ids)
-            for nid in ids:
-                st = states[nid]
-                st["version"] = max(int(st.get("version", 0)), self._versions_seen.get(nid, 0))
-                node = HostedNode(self, nid, st)
-                prog.on_message(node, inner)
-                self._versions_seen[nid] = node.version
-                self.served += 1
-            ray.get(self._store.checkin.remote(states))
+            nodes = [HostedNode(self, nid, self._states[nid]) for nid in ids]
+            prog.on_batch(nodes, inner)
+            self.served += len(nodes)
+            # Written through without waiting: Ray runs one caller's calls to an actor in order (and
+            # the store is started with max_task_retries=-1, so a check-in in flight when it restarts
+            # is run again by the new incarnation).
+            self._store.checkin.remote({nid: self._states[nid] for nid in ids})
             self.last_heartbeat = time.time()
 
     def _warm_up(self) -> None:

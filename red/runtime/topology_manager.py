@@ -114,6 +114,16 @@ class TopologyManager:
         self._hosts[node_id], self._host_key[node_id] = handle, key
         return handle
 
+    def routes(self, node_id: str) -> tuple[dict[str, str], dict[str, Any]]:
+        """How ``node_id`` reaches every neighbour without this actor: neighbour → the actor that
+        serves it (itself, or its pool host), and that actor id → handle. A sender groups recipients
+        by actor and calls each once (``deliver`` or, for a pool host, ``deliver_to``). After a restart
+        of this actor the handles are found by name (`_lookup`); neighbours not built yet get no route
+        (their messages go through `publish`)."""
+        reachable = [n for n in self.get_neighbors(node_id) if n in self._host_key or self._lookup(n) is not None]
+        via = {n: self._host_key[n] for n in reachable}
+        return via, {self._host_key[n]: self._hosts[n] for n in reachable}
+
     def neighbors_of(self, node_ids: list[str]) -> dict[str, list[str]]:
         return {n: self.get_neighbors(n) for n in node_ids}
 

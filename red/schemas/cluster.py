@@ -61,6 +61,9 @@ class ClusterHead(TaskNode):
             r = int(b["round"])
             # Distinct draws per cluster, still deterministic per (seed, round) for exact resumes.
             sampled = sample_clients(sorted(alive), sample_fraction, seed * 7919 + group, r)
+            if deadline_seconds is not None and "combine" in b:
+                # One message per member host would make a straggler hold back its host's others.
+                b = {k: v for k, v in b.items() if k != "combine"}
             if sampled:
                 self.send("model", b, to=sampled)
             versions: dict[str, int] = {}
@@ -71,8 +74,9 @@ class ClusterHead(TaskNode):
                 params, samples = updates.result(), updates.num_samples
             else:  # no member answered: hand the model back unchanged, with negligible weight
                 params, samples = b["params"], 0
+            members = float(len(updates.node_ids))
             self.send("update", {"round": r, "params": params, "numSamples": samples, "version": self.version,
-                                 "baseVersion": b["version"], "metrics": {"members": float(len(updates))},
+                                 "baseVersion": b["version"], "metrics": {"members": members},
                                  "memberVersions": versions},
                       to=SERVER)
 

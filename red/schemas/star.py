@@ -8,8 +8,8 @@ from typing import Any
 import networkx as nx
 
 from red import topology
-from red.aggregation import Params, subtract
-from red.algorithms.base import Accumulator, Algorithm, Update
+from red.aggregation import Params, subtract, weighted_mean
+from red.algorithms.base import Accumulator, Algorithm, Update, pre_aggregates
 from red.runtime.messages import Message, VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.pool import HostedNode, HostedProgram
@@ -40,13 +40,25 @@ def collect_updates(
             if t_end is not None and time.monotonic() >= t_end:
                 break  # stragglers are left out of this round
             continue
-        if msg.header == "update" and msg.body["round"] == r and msg.sender in pending:
+        if msg.header == "update" and msg.body["round"] == r:
             b = msg.body
-            sender = str(msg.sender)
-            into.add(Update(sender, b["params"], b["numSamples"], b["baseVersion"], b.get("metrics", {})))
-            pending.discard(sender)
-            versions[sender] = int(b["version"])
-            versions.update(b.get("memberVersions", {}))
+            # A pool host sends one message for all the clients it trained: "parts" holds their
+            # updates, or one weighted partial mean that stands for all of them ("members"); either
+            # goes into the accumulator like a single client's update (a StreamingMean folds a partial
+            # mean with its members' summed sample weight).
+            parts = b.get("parts") or [{**b, "node": msg.sender}]
+            took = False
+            for p in parts:
+                members = list(p.get("members") or [p["node"]])
+                if not pending.intersection(members):
+                    continue  # a late or repeated answer
+                into.add(Update(str(p["node"]), p["params"], p["numSamples"], p["baseVersion"],
+                                p.get("metrics", {}), list(p.get("members") or [])))
+                pending.difference_update(members)
+                took = True
+            if took:
+                versions[str(msg.sender)] = int(b["version"])
+                versions.update(b.get("memberVersions", {}))
         elif msg.header == "node_lost":
             pending.discard(msg.body["node"])
             if msg.body.get("dead"):
@@ -85,6 +97,7 @@ class StarServer(TaskNode):
         sample_fraction: float = 1.0,
         deadline_seconds: float | None = None,
         seed: int = 0,
+        host_batching: bool = True,
         **_: Any,
     ) -> dict[str, Any]:
         self.algorithm = algorithm_cls(**algorithm_params)
@@ -98,22 +111,30 @@ class StarServer(TaskNode):
         if self.algorithm.asynchronous:
             self._train_async(rounds, start_round, sample_fraction, seed)
         else:
-            self._train_sync(rounds, start_round, sample_fraction, deadline_seconds, seed)
+            # Pool hosts answer a round with one message (no deadline: a straggler would hold back
+            # the updates of its host's other clients), pre-aggregated when the algorithm allows.
+            combine = None
+            if host_batching and deadline_seconds is None:
+                combine = "mean" if pre_aggregates(type(self.algorithm)) else "each"
+            self._train_sync(rounds, start_round, sample_fraction, deadline_seconds, seed, combine)
         return {"round": self.version}
 
-    def _broadcast(self, to: list[str], round: int) -> None:
+    def _broadcast(self, to: list[str], round: int, combine: str | None = None) -> None:
         assert self.algorithm is not None
         body = {"round": round, "params": self.params, "version": self.version,
                 "config": self.algorithm.client_config()}
+        if combine is not None:
+            body["combine"] = combine
         self.send("model", body, to=to)
 
     def _train_sync(
-        self, rounds: int, start: int, fraction: float, deadline: float | None, seed: int
+        self, rounds: int, start: int, fraction: float, deadline: float | None, seed: int,
+        combine: str | None = None,
     ) -> None:
         assert self.algorithm is not None
         for r in range(start + 1, rounds + 1):
             sampled = sample_clients(sorted(self.alive), fraction, seed, r)
-            self._broadcast(sampled, r)
+            self._broadcast(sampled, r, combine)
             acc = self.algorithm.accumulator(self.params, version=self.version)
             self._finish_round(r, collect_updates(self, r, set(sampled), self.alive, deadline,
                                                   self.client_versions, acc))
@@ -153,7 +174,7 @@ class StarServer(TaskNode):
             for nid in updates.node_ids:
                 self.participation[nid] = self.participation.get(nid, 0) + 1
         metrics = self.task.evaluate(self.model, self.test)
-        metrics["participants"] = float(len(updates))
+        metrics["participants"] = float(len(updates.node_ids))
         self.update_version(
             params=self.params,
             _meta={
@@ -209,7 +230,12 @@ def local_update(
 
 
 class StarClientProgram(HostedProgram):
-    """A star client served by a pool host (red.runtime.pool): the same answer as `StarClient`."""
+    """A star client served by a pool host (red.runtime.pool): the same answer as `StarClient`.
+
+    When the server's "model" message asks for it (``combine``), the host answers for all the clients
+    of the batch in one message: every update ("each"), or their sample-weighted mean ("mean", for
+    algorithms whose aggregate is that mean: the server's result is the same within float rounding).
+    """
 
     def on_message(self, node: HostedNode, msg: Message) -> None:
         if msg.header != "model":
@@ -220,11 +246,36 @@ class StarClientProgram(HostedProgram):
         update["version"] = node.update_version()
         node.send("update", update, to=str(msg.sender))
 
+    def on_batch(self, nodes: list[HostedNode], msg: Message) -> None:
+        combine = msg.body.get("combine") if msg.header == "model" else None
+        if combine not in ("each", "mean") or self.kwargs.get("asynchronous"):
+            super().on_batch(nodes, msg)
+            return
+        host = self.host
+        parts: list[dict[str, Any]] = []
+        versions: dict[str, int] = {}
+        for node in nodes:
+            update, _ = local_update(host.task, host.model, node.data, node.id, msg.body, asynchronous=False)
+            versions[node.id] = node.update_version()
+            parts.append({"node": node.id, **update})
+        if combine == "mean":
+            weights = [max(int(p["numSamples"]), 1) for p in parts]
+            parts = [{"node": nodes[0].id, "members": [n.id for n in nodes],
+                      "params": weighted_mean([p["params"] for p in parts], weights),
+                      "numSamples": sum(weights), "baseVersion": msg.body["version"], "metrics": {}}]
+        body = {"round": msg.body["round"], "parts": parts, "version": versions[nodes[0].id],
+                "memberVersions": versions}
+        host.send_for([n.id for n in nodes], "update", body, to=str(msg.sender))
+
 
 class StarFederatedLearning(Schema):
     """Server plus ``spec.clients`` clients on a star; FedAvg/FedProx/median/trimmed-mean rounds, or
     FedBuff asynchronously. Beyond what one actor per client fits, clients are multiplexed onto a
     pool of host actors (`Schema.maybe_pool`)."""
+
+    # Pool hosts answer a synchronous round with one message each (pre-aggregated for FedAvg/FedProx).
+    # False: one message per client, the unbatched path the tests compare against.
+    host_batching: bool = True
 
     def __init__(self, fed: Federation, **kwargs: Any) -> None:
         super().__init__(fed, **kwargs)
@@ -256,6 +307,7 @@ class StarFederatedLearning(Schema):
                 "sample_fraction": self.spec.sample_fraction,
                 "deadline_seconds": self.spec.round_deadline_seconds,
                 "seed": self.spec.seed,
+                "host_batching": self.host_batching,
             }
         return {"asynchronous": bool(self.algorithm_cls.asynchronous)}
 

@@ -1,7 +1,9 @@
 """The built-in `digits` task: scikit-learn's bundled 8x8 digits (offline), a 64-64-10 MLP.
 
-Params (``spec.task.params``): ``partition`` (``iid`` | ``dirichlet``), ``alpha`` (Dirichlet
-concentration, default 0.5), ``epochs`` (1), ``lr`` (0.1), ``batchSize`` (16), ``hidden`` (64),
+Params (``spec.task.params``): ``partition`` (``iid`` | ``dirichlet`` | ``bootstrap``), ``alpha``
+(Dirichlet concentration, default 0.5), ``samplesPerClient`` (``bootstrap``: each client draws this
+many training samples with replacement, deterministic in seed and client index, default 50: every
+client holds real data at any number of clients), ``epochs`` (1), ``lr`` (0.1), ``batchSize`` (16), ``hidden`` (64),
 ``testFraction`` (0.2), ``slowdown`` (seconds added per local epoch to chosen clients, for straggler
 experiments: ``{"client_3": 0.05}``), ``poison`` (client ids that send garbage, for robustness tests).
 """
@@ -20,11 +22,30 @@ from red.tasks.base import Task, TrainResult
 DigitsData = tuple[Any, Any]  # (features tensor, labels tensor)
 
 
-@functools.lru_cache(maxsize=4)
-def _dataset(seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled digits as (features, labels), read from its CSV without importing
+    scikit-learn: that import (with SciPy) costs every node actor seconds of start-up and about 50 MB.
+    Falls back to ``sklearn.datasets.load_digits`` if the file is not where it has always been."""
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as f:
+                data = np.loadtxt(f, delimiter=",")
+            return data[:, :-1], data[:, -1].astype(int)
     from sklearn.datasets import load_digits
 
     x, y = load_digits(return_X_y=True)
+    return x, y
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    x, y = load_digits_arrays()
     x = (x / 16.0).astype(np.float32)
     y = y.astype(np.int64)
     rng = np.random.default_rng(seed)
@@ -81,10 +102,14 @@ class DigitsTask(Task):
         super().__init__(params, num_clients=num_clients, seed=seed)
         p = self.params
         self.partition = str(p.get("partition", "dirichlet"))
-        if self.partition not in ("iid", "dirichlet"):
+        if self.partition not in ("iid", "dirichlet", "bootstrap"):
             raise SpecError(
-                f"spec.task.params.partition: must be 'iid' or 'dirichlet', got {self.partition!r}"
+                "spec.task.params.partition: must be 'iid', 'dirichlet' or 'bootstrap', "
+                f"got {self.partition!r}"
             )
+        self.samples_per_client = int(p.get("samplesPerClient", 50))
+        if self.samples_per_client < 1:
+            raise SpecError(f"spec.task.params.samplesPerClient: must be >= 1, got {self.samples_per_client}")
         self.alpha = float(p.get("alpha", 0.5))
         if self.alpha <= 0:
             raise SpecError(f"spec.task.params.alpha: must be > 0, got {self.alpha}")
@@ -113,6 +138,14 @@ class DigitsTask(Task):
         return torch.nn.Sequential(
             torch.nn.Linear(64, self.hidden), torch.nn.ReLU(), torch.nn.Linear(self.hidden, 10)
         )
+
+    def client_indices(self, index: int) -> np.ndarray:
+        """Rows of the training set (`train_arrays`) that client ``index`` holds."""
+        return _cached_parts(self, index)
+
+    def train_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        x, y, _, _ = _dataset(self.seed, self.test_fraction)
+        return x, y
 
     def client_data(self, index: int) -> DigitsData:
         import torch
@@ -152,7 +185,10 @@ class DigitsTask(Task):
                     prm.copy_(torch.randn(prm.shape, generator=g) * 50)
             return TrainResult(num_samples=len(y), metrics={})
         anchor = [p.detach().clone() for p in model.parameters()] if prox_mu > 0 else None
-        opt = torch.optim.SGD(model.parameters(), lr=self.lr)
+        # Plain SGD by hand: the same update as torch.optim.SGD(lr) without momentum or weight decay
+        # (param -= lr * grad), but creating a torch optimizer first imports torch._dynamo, seconds
+        # of every node actor's first round.
+        params = [p for p in model.parameters() if p.requires_grad]
         loss_fn = torch.nn.CrossEntropyLoss()
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + round)
         model.train()
@@ -162,13 +198,17 @@ class DigitsTask(Task):
             perm = torch.randperm(len(y), generator=gen)
             for s in range(0, len(y), self.batch_size):
                 b = perm[s : s + self.batch_size]
-                opt.zero_grad()
+                for p in params:
+                    p.grad = None
                 loss = loss_fn(model(x[b]), y[b])
                 if anchor is not None:
                     prox = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
                     loss = loss + 0.5 * prox_mu * prox
                 loss.backward()
-                opt.step()
+                with torch.no_grad():
+                    for p in params:
+                        if p.grad is not None:
+                            p.add_(p.grad, alpha=-self.lr)
                 total += loss.item()
                 steps += 1
             if node_id in self.slowdown:
@@ -188,7 +228,18 @@ class DigitsTask(Task):
         return {"accuracy": float(acc), "loss": float(loss)}
 
 
+def bootstrap_indices(n: int, samples: int, seed: int, index: int) -> np.ndarray:
+    """Client ``index``'s ``samples`` training indices, drawn with replacement from ``n``: computed
+    per client from (seed, index) alone, so 10,000 clients cost nothing until each is used."""
+    return np.sort(np.random.default_rng([seed, index]).integers(0, n, size=samples))
+
+
 def _cached_parts(task: DigitsTask, index: int) -> np.ndarray:
+    if task.partition == "bootstrap":
+        if not 0 <= index < task.num_clients:
+            raise IndexError(f"client index {index} out of range for {task.num_clients} clients")
+        n = len(_dataset(task.seed, task.test_fraction)[1])
+        return bootstrap_indices(n, task.samples_per_client, task.seed, index)
     key = (task.seed, task.test_fraction, task.partition, task.alpha, task.num_clients)
     parts = _PARTS.get(key)
     if parts is None:

@@ -60,8 +60,9 @@ def test_mix_on_a_mesh_is_the_exact_average_and_missing_neighbours_keep_their_we
     ("poolable", "fixed", "max_actors", "cpus", "memory", "expect"),
     [
         (10, 1, None, 4.0, 16e9, None),  # fits: one actor per node
-        (1_000, 1, None, 2.0, 16e9, 4),  # engine: 2 x CPUs hosts
-        (1_000, 1, None, 2.0, 3 * ACTOR_MEMORY_BYTES, 2),  # memory bounds the pool
+        (1_000, 1, None, 2.0, 16e9, 2),  # engine: as many hosts as CPUs
+        (1_000, 1, None, 8.0, 16e9, 8),
+        (1_000, 1, None, 8.0, 3 * ACTOR_MEMORY_BYTES, 2),  # memory bounds the pool
         (10, 1, 11, 4.0, 16e9, None),  # the spec allows 11 actors: no pool
         (10, 1, 3, 4.0, 16e9, 2),  # the spec caps actors at 3: server + 2 hosts
         (10_000, 4, 2, 64.0, 1e12, 1),  # never fewer than one host

@@ -95,3 +95,58 @@ def test_registry_errors_name_the_fix() -> None:
         pass
 
     assert reg.get("w1") is W1 and "w1" in reg
+
+
+def test_bootstrap_partition_gives_every_client_real_data() -> None:
+    # 10,000 clients over 1,437 training samples: iid would leave most clients empty; bootstrap gives
+    # each one samplesPerClient rows, the same ones for the same (seed, index), without building all.
+    task = DigitsTask({"partition": "bootstrap", "samplesPerClient": 50}, num_clients=10_000, seed=3)
+    x, y = task.client_data(9_999)
+    assert len(y) == 50 and x.shape == (50, 64)
+    again = DigitsTask({"partition": "bootstrap", "samplesPerClient": 50}, num_clients=10_000, seed=3)
+    assert np.array_equal(task.client_indices(17), again.client_indices(17))
+    assert not np.array_equal(task.client_indices(17), task.client_indices(18))
+    assert len(np.unique(y.numpy())) >= 5  # drawn from all classes, not a slice of one
+    with pytest.raises(IndexError):
+        task.client_data(10_000)
+
+
+def test_bootstrap_partition_rejects_bad_sizes() -> None:
+    from red.errors import SpecError
+
+    with pytest.raises(SpecError, match="samplesPerClient"):
+        DigitsTask({"partition": "bootstrap", "samplesPerClient": 0}, num_clients=2)
+    with pytest.raises(SpecError, match="'bootstrap'"):
+        DigitsTask({"partition": "random"}, num_clients=2)
+
+
+def test_digits_read_without_sklearn_match_sklearn() -> None:
+    from sklearn.datasets import load_digits
+
+    from red.tasks.digits import load_digits_arrays
+
+    x, y = load_digits_arrays()
+    xs, ys = load_digits(return_X_y=True)
+    assert np.array_equal(x, xs) and np.array_equal(y, ys)
+
+
+def test_digits_hand_written_sgd_is_torch_sgd() -> None:
+    # DigitsTask.train steps by hand (no torch._dynamo import); it must be torch.optim.SGD exactly.
+    import torch
+
+    task = DigitsTask({"partition": "iid", "lr": 0.1, "epochs": 2, "batchSize": 16}, num_clients=4, seed=0)
+    x, y = task.client_data(1)
+    ours = task.create_model()
+    task.train(ours, (x, y), round=3)
+    ref = task.create_model()
+    opt = torch.optim.SGD(ref.parameters(), lr=0.1)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(2):
+        perm = torch.randperm(len(y), generator=gen)
+        for s in range(0, len(y), 16):
+            b = perm[s:s + 16]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(ref(x[b]), y[b]).backward()
+            opt.step()
+    for (k, a), b in zip(ours.state_dict().items(), ref.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k

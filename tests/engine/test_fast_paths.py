@@ -1,0 +1,122 @@
+"""The engine's fast paths give the same model as the plain ones, on a real local Ray.
+
+Pool hosts answer a synchronous round with one message (`StarClientProgram.on_batch`): FedAvg and
+FedProx get one sample-weighted partial mean per host, median and trimmed mean every update in one
+message. `StarFederatedLearning.host_batching = False` is the unbatched path (one message per client),
+and one actor per client (no pool) the plainest; all must end at the same parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from red.algorithms.base import Accumulator, StreamingMean, Update, pre_aggregates
+from red.algorithms.builtin import FedAvg, FedBuff, FedProx, Median, TrimmedMean
+from red.registry import schemas
+from red.report import Report
+from red.schemas.star import StarFederatedLearning
+from tests.helpers import make_fed
+
+POOLED = {"perNode": {"cpu": 0.1}, "broker": {"cpu": 0.1}, "maxActors": 3}  # server + 2 pool hosts
+OWN = {"perNode": {"cpu": 0.1}, "broker": {"cpu": 0.1}, "maxActors": 7}  # one actor per client
+TASK = {"name": "digits", "params": {"partition": "iid", "lr": 0.2, "epochs": 1}}
+
+
+def _final(name: str, algorithm: dict[str, Any], resources: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    fed = make_fed(name, clients=6, rounds=3, task=TASK, algorithm=algorithm, resources=resources)
+    sch = schemas.get("star")(fed)
+    reports: list[dict[str, Any]] = []
+
+    def emit(r: Report) -> None:
+        reports.append(r.to_dict())
+
+    sch.run(emit)
+    assert sch._latest is not None
+    return sch, [r for r in reports if r["event"] == "round"]
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("algorithm", [{"name": "fedavg"}, {"name": "median"}])
+def test_batched_pool_gives_the_unbatched_model(ray_clean: Any, monkeypatch: pytest.MonkeyPatch,
+                                                algorithm: dict[str, Any]) -> None:
+    fast, fast_rounds = _final(f"fast-{algorithm['name']}", algorithm, POOLED)
+    assert len(fast.hosts) == 2
+    monkeypatch.setattr(StarFederatedLearning, "host_batching", False)
+    plain, plain_rounds = _final(f"plain-{algorithm['name']}", algorithm, POOLED)
+    own, _ = _final(f"own-{algorithm['name']}", algorithm, OWN)
+    assert not own.hosts
+    for other in (plain, own):
+        for k, v in fast._latest["params"].items():
+            np.testing.assert_allclose(v, other._latest["params"][k], rtol=1e-5, atol=1e-6, err_msg=k)
+    # Every client is counted as a participant, whether its update travelled alone or in a partial mean.
+    assert [r["metrics"]["participants"] for r in fast_rounds] == [6.0] * 3
+    assert [r["metrics"]["accuracy"] for r in fast_rounds] == pytest.approx(
+        [r["metrics"]["accuracy"] for r in plain_rounds], abs=1e-6)
+    assert {c: fast.state[c].rounds for c in fast.client_ids()} == {c: 3 for c in fast.client_ids()}
+    assert fast._latest["participation"] == plain._latest["participation"]
+
+
+@pytest.mark.parametrize(
+    ("cls", "expect"),
+    [(FedAvg, True), (FedProx, True), (Median, False), (TrimmedMean, False), (FedBuff, False)],
+)
+def test_which_algorithms_take_partial_means(cls: type, expect: bool) -> None:
+    assert pre_aggregates(cls) is expect
+
+
+def test_a_fedavg_subclass_with_its_own_aggregate_gets_every_update() -> None:
+    class Clipped(FedAvg):
+        def aggregate(self, global_params: Any, updates: list[Update], *, version: int) -> Any:
+            return super().aggregate(global_params, updates, version=version)
+
+    assert not pre_aggregates(Clipped)
+
+
+@pytest.mark.parametrize("split", [[1, 5], [3, 3], [2, 2, 2], [6]])
+def test_mean_of_weighted_partial_means_is_the_weighted_mean(split: list[int]) -> None:
+    rng = np.random.default_rng(0)
+    ups = [Update(f"c{i}", {"w": rng.normal(size=(4, 3)).astype(np.float32)}, int(rng.integers(0, 90)))
+           for i in range(6)]
+    whole = FedAvg().aggregate({}, ups, version=0)
+    parts, start = [], 0
+    for n in split:
+        group = ups[start:start + n]
+        start += n
+        w = [max(u.num_samples, 1) for u in group]
+        mean = FedAvg().aggregate({}, [Update(u.node_id, u.params, x) for u, x in zip(group, w, strict=True)],
+                                  version=0)
+        parts.append(Update(group[0].node_id, mean, sum(w), members=[u.node_id for u in group]))
+    np.testing.assert_allclose(FedAvg().aggregate({}, parts, version=0)["w"], whole["w"], rtol=1e-6)
+
+
+def test_partial_means_fold_into_the_servers_streaming_mean() -> None:
+    # The server's round accumulator takes pool hosts' partial means like single updates: folded with
+    # their members' summed weight they give the mean of every client's update, and every member counts.
+    rng = np.random.default_rng(2)
+    ups = [Update(f"c{i}", {"w": rng.normal(size=(4, 3)).astype(np.float32)}, int(rng.integers(1, 90)))
+           for i in range(6)]
+    host = FedAvg().aggregate({}, ups[:4], version=0)
+    acc = FedAvg().accumulator({}, version=0)
+    assert isinstance(acc, StreamingMean)
+    acc.add(Update("c0", host, sum(u.num_samples for u in ups[:4]), members=[u.node_id for u in ups[:4]]))
+    for u in ups[4:]:
+        acc.add(u)
+    np.testing.assert_allclose(acc.result()["w"], FedAvg().aggregate({}, ups, version=0)["w"], rtol=1e-6)
+    assert len(acc) == 3 and acc.node_ids == [f"c{i}" for i in range(6)]
+    assert all(not u.params for u in acc.updates)  # one model held, not one per update
+
+
+def test_an_algorithm_with_its_own_aggregate_keeps_every_update() -> None:
+    class Clipped(FedAvg):
+        def aggregate(self, global_params: Any, updates: list[Update], *, version: int) -> Any:
+            return {"n": np.array([len(updates)])}
+
+    acc = Clipped().accumulator({}, version=0)
+    assert type(acc) is Accumulator
+    for i in range(3):
+        acc.add(Update(f"c{i}", {"w": np.zeros(2)}, 1))
+    assert acc.result()["n"][0] == 3  # its aggregate ran, over every update
+    assert type(Median().accumulator({}, version=0)) is Accumulator
