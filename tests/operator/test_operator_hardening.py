@@ -100,7 +100,13 @@ def test_deleting_the_raycluster_costs_one_retry(
     kube_cluster: KubeCluster, kube_namespace: str, red_operator: OperatorControl, ray_head: RayHead
 ) -> None:
     ns, name = kube_namespace, "lost"
-    apply(kube_cluster, ns, federation(name, rounds=40, clients=2, backoffLimit=1, stallTimeoutSeconds=600))
+    # client_0 sleeps 1 s a round, so the first attempt cannot finish before the test stops it (a fast
+    # engine ran 40 plain rounds between "round 1" and the stop, and the attempt succeeded).
+    task = {"name": "digits", "params": {"epochs": 1, "lr": 0.2, "slowdown": {"client_0": 1.0}}}
+    apply(
+        kube_cluster, ns,
+        federation(name, rounds=20, clients=2, task=task, backoffLimit=1, stallTimeoutSeconds=600),
+    )
     wait_until("round 1", lambda: (status(kube_cluster, ns, name).get("round") or 0) >= 1, timeout_s=300)
     first = status(kube_cluster, ns, name)["job"]["submissionId"]
 
