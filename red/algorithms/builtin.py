@@ -90,13 +90,14 @@ class FedBuff(Algorithm):
         self.exponent = _float_param(params, "stalenessExponent", 0.5, 0.0, 10.0)
 
     def aggregate(self, global_params: Params, updates: list[Update], *, version: int) -> Params:
-        # Updates carry deltas (trained − received); weight them by samples and staleness.
-        weights = [
-            max(u.num_samples, 1) * staleness_weight(max(version - u.base_version, 0), self.exponent)
-            for u in updates
-        ]
-        mean_delta = weighted_mean([u.params for u in updates], weights)
-        return apply_delta(global_params, mean_delta, self.server_lr)
+        # Updates carry deltas (trained − received). As in the paper, the staleness discount shrinks the
+        # step itself: Δ = Σ nᵢ·s(τᵢ)·Δᵢ / Σ nᵢ. Normalising by Σ nᵢ·s(τᵢ) instead (a plain weighted mean)
+        # cancels the discount whenever a whole buffer is stale, and the example oscillated to 0.3–0.6.
+        samples = [max(u.num_samples, 1) for u in updates]
+        discount = [staleness_weight(max(version - u.base_version, 0), self.exponent) for u in updates]
+        mean_delta = weighted_mean([u.params for u in updates], [n * s for n, s in zip(samples, discount, strict=True)])
+        shrink = sum(n * s for n, s in zip(samples, discount, strict=True)) / sum(samples)
+        return apply_delta(global_params, mean_delta, self.server_lr * shrink)
 
 
 __all__ = ["FedAvg", "FedBuff", "FedProx", "Median", "TrimmedMean", "subtract"]

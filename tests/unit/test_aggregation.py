@@ -77,6 +77,10 @@ def test_algorithms() -> None:
     # FedBuff: deltas weighted by samples × staleness; server lr 1.
     fb = FedBuff(bufferSize=2, stalenessExponent=1.0)
     deltas = [Update("a", u(1, 1), 1, base_version=4), Update("b", u(4, 4), 1, base_version=3)]
-    # version 4: staleness 0 → w=1, staleness 1 → w=0.5; mean delta = (1 + 0.5*4)/1.5 = 2
-    np.testing.assert_allclose(fb.aggregate(g, deltas, version=4)["w"], [2, 2])
+    # version 4: staleness 0 → s=1, staleness 1 → s=0.5; the discount shrinks the step (the paper's
+    # Σ nᵢ·sᵢ·Δᵢ / Σ nᵢ): (1·1 + 0.5·4) / 2 = 1.5, not the plain weighted mean (1 + 0.5·4) / 1.5 = 2.
+    np.testing.assert_allclose(fb.aggregate(g, deltas, version=4)["w"], [1.5, 1.5])
+    # A buffer that is all stale moves the model less than the same buffer fresh.
+    stale = [Update("a", u(2, 2), 1, base_version=0), Update("b", u(2, 2), 1, base_version=0)]
+    np.testing.assert_allclose(fb.aggregate(g, stale, version=3)["w"], [0.5, 0.5])
     np.testing.assert_allclose(apply_delta(u(1, 1), u(1, 2), 0.5)["w"], [1.5, 2])

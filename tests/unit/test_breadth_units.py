@@ -84,7 +84,8 @@ def test_fedbuff_discounts_stale_deltas() -> None:
     out = alg.aggregate(base, [fresh, stale], version=5)
     w_fresh, w_stale = staleness_weight(0), staleness_weight(3)
     assert w_stale == pytest.approx(0.5)
-    assert out["w"][0] == pytest.approx((w_fresh - w_stale) / (w_fresh + w_stale))
+    # Samples are equal: Δ = (10·1·1 + 10·½·(−1)) / 20.
+    assert out["w"][0] == pytest.approx((w_fresh - w_stale) / 2)
 
 
 @pytest.mark.parametrize("name", ["ring", "mesh", "kregular", "custom", "cluster"])
