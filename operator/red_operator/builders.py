@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from red.spec.model import FederationSpec
+from red.spec.model import ENGINE_IMAGE, FederationSpec
 from red_operator import names
 from red_operator.sizing import Sizing
 
@@ -40,11 +40,20 @@ def _container(name: str, image: str, cpu: str, memory: str, gpus: int) -> dict[
     }
 
 
-def build_raycluster(fed: str, namespace: str, uid: str, spec: FederationSpec, sizing: Sizing) -> dict[str, Any]:
-    """The RayCluster a Federation runs on. `sizing` comes from `sizing.size_cluster(spec)`."""
+def engine_image(spec: FederationSpec, default_image: str = ENGINE_IMAGE) -> str:
+    """The image the Ray pods run: the Federation's own, else the operator's default."""
+    return spec.cluster.image or default_image
+
+
+def build_raycluster(
+    fed: str, namespace: str, uid: str, spec: FederationSpec, sizing: Sizing, *, default_image: str = ENGINE_IMAGE
+) -> dict[str, Any]:
+    """The RayCluster a Federation runs on. `sizing` comes from `sizing.size_cluster(spec)`;
+    `default_image` serves when `spec.cluster.image` is unset (the operator's `engine_image` setting)."""
     cluster = spec.cluster
+    image = engine_image(spec, default_image)
     account = names.engine_account(fed)
-    head = _container("ray-head", cluster.image, cluster.head.cpu, cluster.head.memory, 0)
+    head = _container("ray-head", image, cluster.head.cpu, cluster.head.memory, 0)
     head["ports"] = [
         {"containerPort": GCS_PORT, "name": "gcs-server"},
         {"containerPort": DASHBOARD_PORT, "name": "dashboard"},
@@ -58,7 +67,7 @@ def build_raycluster(fed: str, namespace: str, uid: str, spec: FederationSpec, s
             "containers": [
                 _container(
                     "ray-worker",
-                    cluster.image,
+                    image,
                     pool.cpus_per_worker,
                     pool.memory_per_worker,
                     pool.gpus_per_worker,

@@ -205,7 +205,9 @@ class Reconciler:
         if (
             p.cluster == "ensure"
             and rc is None
-            and self.kube.create(builders.build_raycluster(name, ns, uid, spec, sizing))
+            and self.kube.create(
+                builders.build_raycluster(name, ns, uid, spec, sizing, default_image=self.settings.engine_image)
+            )
         ):
             events.append(
                 (

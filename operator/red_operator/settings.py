@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from red.spec.model import ENGINE_IMAGE
+
 ENV_PREFIX = "RED_OPERATOR_"
 DEFAULT_DASHBOARD_URL = "http://{service}.{namespace}.svc:8265"
 
@@ -30,6 +32,10 @@ class Settings:
     ray_token_file: Path | None = None
     """Development only: use this file's token for every Federation instead of a derived one, so a Ray
     head started by hand (the stand-in for the RayCluster's head) accepts it."""
+
+    engine_image: str = ENGINE_IMAGE
+    """The Ray pods' image for a Federation whose `spec.cluster.image` is unset (Helm value `engine.image`;
+    by default this release's engine image)."""
 
     engine_entrypoint: str = "python -m red_operator.engine_job"
     """The Ray job's entrypoint; it reads the Federation from the job's environment."""
