@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from red.spec.model import ENGINE_IMAGE, FederationSpec
+from red.spec.status import IMAGE_ENV
 from red_operator import names
 from red_operator.sizing import Sizing
 
@@ -173,6 +174,14 @@ def build_role_binding(
     }
 
 
+def head_image(rc: dict[str, Any]) -> str | None:
+    """The image a RayCluster's head runs (its first container's), if it names one."""
+    head = (((rc.get("spec") or {}).get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}
+    containers = head.get("containers") or [{}]
+    image = containers[0].get("image")
+    return str(image) if image else None
+
+
 def pod_accounts(rc: dict[str, Any]) -> list[str]:
     """The ServiceAccounts a RayCluster's pods run as (`default` where a template names none)."""
     spec = rc.get("spec") or {}
@@ -193,6 +202,7 @@ def build_job_request(
     report_interval_seconds: float,
     kubeconfig_path: str | None = None,
     extra_env: dict[str, str] | None = None,
+    image: str | None = None,
 ) -> dict[str, Any]:
     """The body of `POST /api/jobs/`. The spec travels in the job's environment, as JSON."""
     env = {
@@ -215,6 +225,8 @@ def build_job_request(
     }
     if kubeconfig_path:
         env["KUBECONFIG"] = kubeconfig_path
+    if image:
+        env[IMAGE_ENV] = image  # the engine reports it with its software versions
     return {
         "entrypoint": entrypoint,
         "submission_id": submission_id,

@@ -285,3 +285,27 @@ def test_every_created_object_has_the_recommended_labels(where: str, component: 
 
 def test_the_label_table_covers_every_built_object() -> None:
     assert len(_every_built_object()) == 8  # one row above per object; add a row with each new builder
+
+
+def test_job_request_names_the_image_for_the_engines_report() -> None:
+    req = builders.build_job_request(
+        "fl", "ns", {}, "red-fl-1", entrypoint="e", resume=False, report_interval_seconds=2, image="img:1"
+    )
+    assert req["runtime_env"]["env_vars"]["RED_ENGINE_IMAGE"] == "img:1"
+    req = builders.build_job_request(
+        "fl", "ns", {}, "red-fl-1", entrypoint="e", resume=False, report_interval_seconds=2
+    )
+    assert "RED_ENGINE_IMAGE" not in req["runtime_env"]["env_vars"]
+
+
+@pytest.mark.parametrize(
+    ("rc", "image"),
+    [
+        ({"spec": {"headGroupSpec": {"template": {"spec": {"containers": [{"image": "theirs:3"}]}}}}}, "theirs:3"),
+        ({"spec": {"headGroupSpec": {"template": {"spec": {"containers": [{}]}}}}}, None),
+        ({"spec": {}}, None),
+        ({}, None),
+    ],
+)
+def test_head_image_of_a_borrowed_cluster(rc: dict[str, Any], image: str | None) -> None:
+    assert builders.head_image(rc) == image
