@@ -138,7 +138,7 @@ def _report_failure(state: JobState, last: dict[str, Any] | None, *, as_json: bo
     if last is not None and last.get("event") == "failed":
         return  # the engine said why: its failed line, and `red run`'s own error line in the log
     reason = f"Job{state.status.capitalize()}"
-    message = state.message or f"the Ray job ended {state.status}"
+    message = state.summary or f"the Ray job ended {state.status}"  # its log was shown already
     if as_json:  # the last line is always done or failed, as with `red run --json`
         _print_json({"event": "failed", "reason": reason, "message": message, "submissionId": state.submission_id})
     print(f"error: job {state.submission_id} {state.status}: {message}", file=sys.stderr)
@@ -149,7 +149,7 @@ def status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(state.to_dict())
     else:
-        print(f"{state.submission_id}: {state.status}" + (f" ({state.message})" if state.message else ""))
+        print(f"{state.submission_id}: {state.status}" + (f" ({state.summary})" if state.summary else ""))
     return 0
 
 

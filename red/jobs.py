@@ -162,6 +162,11 @@ class JobState:
     start_time: int | None = None
     end_time: int | None = None
 
+    @property
+    def summary(self) -> str:
+        """The message's first line: a failed job's message goes on with up to 20,000 characters of log."""
+        return self.message.strip().split("\n", 1)[0]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "submissionId": self.submission_id,
@@ -203,6 +208,8 @@ class Cluster:
                 f"cannot reach the Ray dashboard at {self.address} ({_first_line(err)}): check --address (the "
                 "head's dashboard, port 8265) and that the head is up"
             ) from None
+        except ValueError as err:  # e.g. a --working-dir Ray will not upload (too large)
+            raise JobError(f"{what}: {_first_line(err)}") from None
         except RuntimeError as err:
             text = str(err)
             if submission is not None and "404" in text:

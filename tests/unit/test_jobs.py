@@ -156,3 +156,12 @@ def test_log_chunks_become_lines_whatever_the_cuts() -> None:
 def test_engine_lines_are_told_from_other_output(line: str, event: str | None) -> None:
     got = as_event(line)
     assert (got or {}).get("event") == event
+
+
+def test_a_failed_jobs_summary_is_its_first_line() -> None:
+    from red.jobs import JobState
+
+    message = "Job entrypoint command failed with exit code 1, last available logs:\n" + "log line\n" * 1000
+    state = JobState("red-x-1", "FAILED", message, 1, "e")
+    assert state.summary == "Job entrypoint command failed with exit code 1, last available logs:"
+    assert JobState("red-x-1", "RUNNING", "", None, "e").summary == ""
