@@ -187,7 +187,9 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
         status["nodes"] = nodes
         status["metrics"] = dict(report.metrics)
         if report.software:
-            status["versions"] = dict(report.software)
+            # Unknown ones (cuda without a GPU) are left out: status is written as a merge patch, where
+            # null deletes.
+            status["versions"] = {k: v for k, v in report.software.items() if v is not None}
     rounds = spec.rounds
     status["progress"] = f"{status.get('round', 0)}/{rounds}"
     healthy = [n for n in nodes if n.get("health") in HEALTHY]

@@ -299,8 +299,8 @@ def status_schema() -> dict[str, Any]:
             "versions": {
                 "type": "object",
                 "description": "The software the engine ran on, as it saw it: red, ray, torch, python, cuda "
-                "(null without a usable GPU) and image.",
-                "additionalProperties": {**string, "nullable": True},
+                "(absent without a usable GPU) and image (absent when unknown).",
+                "additionalProperties": string,
             },
             "lastReportTime": {"type": "string", "format": "date-time"},
             "reportTime": {**string, "description": "The engine's timestamp of the last report."},
