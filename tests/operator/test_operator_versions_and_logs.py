@@ -34,6 +34,7 @@ class RaisesAtStart(DigitsTask):
 '''
 
 
+@pytest.mark.timeout(1200)  # two Federations, on a machine other work may load
 def test_versions_on_success_and_the_error_of_a_raising_task(
     kube_cluster: KubeCluster, kube_namespace: str, federation_crd: str, ray_head: RayHead, tmp_path: Path
 ) -> None:
@@ -67,7 +68,13 @@ def test_versions_on_success_and_the_error_of_a_raising_task(
         def finished(name: str) -> bool:
             return status(kube_cluster, ns, name).get("phase") in ("Succeeded", "Failed")
 
-        wait_until("both federations to finish", lambda: finished("fine") and finished("raiser"), timeout_s=500)
+        try:
+            wait_until("both federations to finish", lambda: finished("fine") and finished("raiser"), timeout_s=800)
+        except AssertionError:
+            for name in ("fine", "raiser"):
+                st = status(kube_cluster, ns, name)
+                print(name, st.get("phase"), json.dumps(st.get("conditions"), indent=1)[:3000])
+            raise
 
         # The chart's engine.image (the operator's default) runs the pods of a Federation that names none.
         rc = kubectl_json(kube_cluster, "get", "raycluster", "fine-ray", "-n", ns)
