@@ -17,6 +17,8 @@ import re
 MAX_LINES = 20
 MAX_BYTES = 2048
 REDACTED = "***"
+# kopf cuts longer Event messages in the middle; cut here instead, keeping the end.
+EVENT_MESSAGE = 1024
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _SECRETS = (
@@ -75,6 +77,7 @@ def summarize(message: str, limit: int) -> str:
     return lead + tail(logs, MAX_LINES, min(MAX_BYTES, limit - len(lead)))
 
 
-def event_message(submission_id: str, message: str) -> str:
-    """The Warning Event of a failed attempt: which job, and the end of its log."""
-    return f"Ray job {submission_id} failed: {summarize(message, MAX_BYTES)}"
+def event_message(submission_id: str, message: str, limit: int = EVENT_MESSAGE) -> str:
+    """The Warning Event of a failed attempt: which job, and the end of its log, within `limit`."""
+    lead = f"Ray job {submission_id} failed: "
+    return lead + summarize(message, max(limit - len(lead), 0))
