@@ -186,6 +186,7 @@ class Cluster:
         self.client = self._call("connect", lambda: _client(address, token, timeout_seconds))
 
     def _call(self, what: str, fn: Callable[[], Any], submission: str | None = None) -> Any:
+        import aiohttp
         import requests
         from ray.exceptions import AuthenticationError
 
@@ -207,6 +208,12 @@ class Cluster:
             raise JobError(
                 f"cannot reach the Ray dashboard at {self.address} ({_first_line(err)}): check --address (the "
                 "head's dashboard, port 8265) and that the head is up"
+            ) from None
+        except aiohttp.ClientError as err:  # the log stream (a websocket) broke off
+            raise JobError(
+                f"{what}: lost the connection to the Ray dashboard at {self.address} ({_first_line(err)}); "
+                f"the job goes on: red status {submission or ''}".rstrip(),
+                exit_code=1,
             ) from None
         except ValueError as err:  # e.g. a --working-dir Ray will not upload (too large)
             raise JobError(f"{what}: {_first_line(err)}") from None
