@@ -1,11 +1,14 @@
 """The `red` command: run, validate and draw federations.
 
-    red run FILE [--rounds N] [--json] [--address ADDR] [--resume] [--plot PNG]
+    red run FILE|- [--rounds N] [--json] [--address ADDR] [--resume] [--plot PNG]
     red validate FILE|DIR|- ...
     red explain [FIELD]
     red topology FILE --output PNG
+    red submit FILE --address URL [--working-dir DIR] [--import MODULE] [--wait] [--json]
+    red status ID / red logs ID [--follow] / red stop ID        (each with --address, --token-file)
 
-Exit codes: 0 success, 1 the federation failed while running, 2 invalid input (spec, file, flags).
+Exit codes: 0 success, 1 the federation failed while running, 2 invalid input (spec, file, flags; for the
+job commands also an address, token or job id that does not work).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a federation on a local Ray, or on the Ray cluster at --address. Ray's token "
         "authentication stays on; RED_LOG_LEVEL=INFO also shows Ray's notice about it.",
     )
-    run.add_argument("file", help="Federation YAML (the same file you would kubectl apply)")
+    run.add_argument("file", help="Federation YAML (the same file you would kubectl apply), or - for stdin")
     run.add_argument("--rounds", type=int, help="override spec.rounds")
     run.add_argument("--json", action="store_true", help="print one JSON object per line")
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
@@ -56,10 +59,63 @@ def _parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("field", nargs="?", default="spec", help="a dotted path, e.g. spec.cluster.nodePools")
 
+    _job_parsers(sub)
+
     topo = sub.add_parser("topology", help="draw the federation's graph to a PNG")
     topo.add_argument("file")
     topo.add_argument("--output", "-o", required=True, metavar="PNG")
     return p
+
+
+def _cluster_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--address",
+        help="the Ray head's dashboard, e.g. http://head:8265 (default: $RAY_ADDRESS, as `ray job` uses)",
+    )
+    p.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="Ray's auth token (default: $RAY_AUTH_TOKEN, then $RAY_AUTH_TOKEN_PATH, then ~/.ray/auth_token)",
+    )
+
+
+def _job_parsers(sub: Any) -> None:
+    submit = sub.add_parser(
+        "submit",
+        help="run a federation as a Ray job on an existing Ray cluster",
+        description="Check FILE here (as `red validate` does), then submit it to the Ray cluster at --address "
+        "as a Ray job that runs `red run` there. Prints the submission id; with --wait, follows the run and "
+        "exits with its status (0 succeeded, 1 failed or stopped, 2 the spec was refused).",
+    )
+    submit.add_argument("file", help="Federation YAML")
+    _cluster_flags(submit)
+    submit.add_argument("--working-dir", metavar="DIR", help="upload this folder as the job's working directory")
+    submit.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module (e.g. from --working-dir) before looking up the task, algorithm and schema "
+        "names, so code that registers itself is found by name; repeatable",
+    )
+    submit.add_argument("--rounds", type=int, help="override spec.rounds")
+    submit.add_argument("--wait", action="store_true", help="follow the run and exit with its status")
+    submit.add_argument("--json", action="store_true", help="print JSON objects, one per line (as `red run --json`)")
+
+    status = sub.add_parser("status", help="show a submitted job's status", description="Show a Ray job's status.")
+    status.add_argument("id", help="the submission id `red submit` printed")
+    _cluster_flags(status)
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+
+    logs = sub.add_parser("logs", help="print a submitted job's log", description="Print a Ray job's log.")
+    logs.add_argument("id", help="the submission id `red submit` printed")
+    _cluster_flags(logs)
+    logs.add_argument("--follow", "-f", action="store_true", help="follow until the job ends; exit with its status")
+
+    stop = sub.add_parser("stop", help="stop a submitted job", description="Ask Ray to stop a job.")
+    stop.add_argument("id", help="the submission id `red submit` printed")
+    _cluster_flags(stop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "topology":
             return _topology(args)
+        if args.command in ("submit", "status", "logs", "stop"):
+            from red import job_commands
+
+            return int(getattr(job_commands, args.command)(args))
         return _run(args)
     except SpecError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -84,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except RedError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return int(getattr(err, "exit_code", 1))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -138,11 +198,11 @@ def _topology(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from red.runner import run_federation
     from red.sinks import ConsoleSink, FileSink, JsonLinesSink, Sink
-    from red.spec import load_federation
+    from red.spec import federation_from_yaml, load_federation
 
     if args.rounds is not None and args.rounds < 1:
         raise SpecError(f"--rounds must be >= 1, got {args.rounds}")
-    fed = load_federation(args.file)
+    fed = federation_from_yaml(sys.stdin.read()) if args.file == "-" else load_federation(args.file)
     sinks: list[Sink] = [JsonLinesSink(sys.stdout) if args.json else ConsoleSink()]
     if args.report_file:
         sinks.append(FileSink(args.report_file))

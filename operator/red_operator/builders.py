@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from red.spec.model import FederationSpec
+from red.spec.model import ENGINE_IMAGE, FederationSpec
+from red.spec.status import IMAGE_ENV
 from red_operator import names
 from red_operator.sizing import Sizing
 
@@ -40,11 +41,20 @@ def _container(name: str, image: str, cpu: str, memory: str, gpus: int) -> dict[
     }
 
 
-def build_raycluster(fed: str, namespace: str, uid: str, spec: FederationSpec, sizing: Sizing) -> dict[str, Any]:
-    """The RayCluster a Federation runs on. `sizing` comes from `sizing.size_cluster(spec)`."""
+def engine_image(spec: FederationSpec, default_image: str = ENGINE_IMAGE) -> str:
+    """The image the Ray pods run: the Federation's own, else the operator's default."""
+    return spec.cluster.image or default_image
+
+
+def build_raycluster(
+    fed: str, namespace: str, uid: str, spec: FederationSpec, sizing: Sizing, *, default_image: str = ENGINE_IMAGE
+) -> dict[str, Any]:
+    """The RayCluster a Federation runs on. `sizing` comes from `sizing.size_cluster(spec)`;
+    `default_image` serves when `spec.cluster.image` is unset (the operator's `engine_image` setting)."""
     cluster = spec.cluster
+    image = engine_image(spec, default_image)
     account = names.engine_account(fed)
-    head = _container("ray-head", cluster.image, cluster.head.cpu, cluster.head.memory, 0)
+    head = _container("ray-head", image, cluster.head.cpu, cluster.head.memory, 0)
     head["ports"] = [
         {"containerPort": GCS_PORT, "name": "gcs-server"},
         {"containerPort": DASHBOARD_PORT, "name": "dashboard"},
@@ -58,7 +68,7 @@ def build_raycluster(fed: str, namespace: str, uid: str, spec: FederationSpec, s
             "containers": [
                 _container(
                     "ray-worker",
-                    cluster.image,
+                    image,
                     pool.cpus_per_worker,
                     pool.memory_per_worker,
                     pool.gpus_per_worker,
@@ -164,6 +174,14 @@ def build_role_binding(
     }
 
 
+def head_image(rc: dict[str, Any]) -> str | None:
+    """The image a RayCluster's head runs (its first container's), if it names one."""
+    head = (((rc.get("spec") or {}).get("headGroupSpec") or {}).get("template") or {}).get("spec") or {}
+    containers = head.get("containers") or [{}]
+    image = containers[0].get("image")
+    return str(image) if image else None
+
+
 def pod_accounts(rc: dict[str, Any]) -> list[str]:
     """The ServiceAccounts a RayCluster's pods run as (`default` where a template names none)."""
     spec = rc.get("spec") or {}
@@ -184,6 +202,7 @@ def build_job_request(
     report_interval_seconds: float,
     kubeconfig_path: str | None = None,
     extra_env: dict[str, str] | None = None,
+    image: str | None = None,
 ) -> dict[str, Any]:
     """The body of `POST /api/jobs/`. The spec travels in the job's environment, as JSON."""
     env = {
@@ -206,6 +225,8 @@ def build_job_request(
     }
     if kubeconfig_path:
         env["KUBECONFIG"] = kubeconfig_path
+    if image:
+        env[IMAGE_ENV] = image  # the engine reports it with its software versions
     return {
         "entrypoint": entrypoint,
         "submission_id": submission_id,

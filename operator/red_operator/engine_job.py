@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from red.report import compact as report_compact
+from red.software import software_versions
 from red.spec.status import MAX_NODES
 from red_operator import names
 
@@ -26,14 +27,19 @@ log = logging.getLogger("red_operator.engine_job")
 MAX_NODES_IN_REPORT = MAX_NODES
 
 
-def compact(report: dict[str, Any], submission_id: str | None = None) -> dict[str, Any]:
+def compact(
+    report: dict[str, Any], submission_id: str | None = None, software: dict[str, str | None] | None = None
+) -> dict[str, Any]:
     """The report as stored: ConfigMaps (and status) must stay small, so very large federations list
     their unhealthy nodes first and at most MAX_NODES_IN_REPORT nodes in all (`red.report.compact`),
     without the versions map (status has every node's version already). Stamped with the submission
-    that wrote it, so the operator can tell this attempt's report from an earlier one's."""
+    that wrote it, so the operator can tell this attempt's report from an earlier one's, and with the
+    software the run uses (every report: the operator may see any one of them first)."""
     out = {k: v for k, v in report_compact(report, MAX_NODES_IN_REPORT).items() if k != "versions"}
     if submission_id:
         out["submissionId"] = submission_id
+    if software is not None:
+        out["software"] = software
     return out
 
 
@@ -53,6 +59,7 @@ class ConfigMapSink:
     ) -> None:
         self.namespace, self.name, self.interval = namespace, name, interval_seconds
         self.submission_id = submission_id
+        self.software = software_versions()
         self.core = core or _core_api()
         self._pending: dict[str, Any] | None = None
         self._urgent = False
@@ -64,7 +71,7 @@ class ConfigMapSink:
 
     def emit(self, report: dict[str, Any]) -> None:
         with self._cv:
-            self._pending = compact(report, self.submission_id)
+            self._pending = compact(report, self.submission_id, self.software)
             self._urgent = self._urgent or report.get("event") in ("start", "done", "failed")
             self._cv.notify()
 

@@ -88,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())  # kopf logs in from it too
     configure_logging(verbose=args.verbose, log_format=args.log_format)
-    settings = settings_from_args(args)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as err:
+        print(f"red-operator: {err}", file=sys.stderr)
+        return 2
     if settings.token_key_file is None and settings.ray_token_file is None:
         print(
             "red-operator: no token key: pass --token-key-file (or RED_OPERATOR_TOKEN_KEY_FILE); the Helm "

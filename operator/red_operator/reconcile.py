@@ -21,7 +21,7 @@ from red.errors import SpecError
 from red.spec.loader import spec_from_dict
 from red.spec.model import FederationSpec
 from red.spec.status import Event, ReportReading, parse_report
-from red_operator import builders, conditions, metrics, names, ownership, tokens
+from red_operator import builders, conditions, logtail, metrics, names, ownership, tokens
 from red_operator.decide import SUSPENDED, TERMINAL_PHASES, Plan, RayJob, plan
 from red_operator.failures import Backoff, describe, failure_conditions
 from red_operator.jobs import DashboardError, JobsClient, dashboard_url
@@ -179,6 +179,9 @@ class Reconciler:
             except DashboardError as err:
                 ray_job = RayJob(job.get("status"), reachable=False)
                 dashboard_error = str(err)
+        if ray_job is not None and ray_job.status == "FAILED" and job.get("status") != "FAILED":
+            # Each failed attempt once: why it failed, from the end of its log (kubectl describe shows it).
+            events.append(("Warning", "JobFailed", logtail.event_message(str(sid), ray_job.message)))
         report: ReportReading | None = None
         if not terminal and blocked is None:
             text = self.kube.read_report(ns, names.report_configmap(name))
@@ -205,7 +208,9 @@ class Reconciler:
         if (
             p.cluster == "ensure"
             and rc is None
-            and self.kube.create(builders.build_raycluster(name, ns, uid, spec, sizing))
+            and self.kube.create(
+                builders.build_raycluster(name, ns, uid, spec, sizing, default_image=self.settings.engine_image)
+            )
         ):
             events.append(
                 (
@@ -229,7 +234,11 @@ class Reconciler:
         if p.job == "submit" and jobs is not None:
             blocked, dashboard_error = _check_auth(jobs)
             if blocked is None and dashboard_error is None:
-                new_sid, dashboard_error = self._submit(jobs, name, ns, uid, spec, body, p.attempt, p.resume, events)
+                own = builders.engine_image(spec, self.settings.engine_image)
+                image = builders.head_image(rc) if existing and rc else own
+                new_sid, dashboard_error = self._submit(
+                    jobs, name, ns, uid, spec, body, p.attempt, p.resume, events, image=image
+                )
             if new_sid is None:
                 # Not submitted: keep the previous attempt's numbers so the next pass tries again.
                 p = Plan(p.cluster, "none", int(job.get("attempts") or 0), False, p.failures, p.terminal_failure, p.why)
@@ -340,6 +349,7 @@ class Reconciler:
         attempt: int,
         resume: bool,
         events: list[tuple[str, str, str]],
+        image: str | None = None,
     ) -> tuple[str | None, str | None]:
         sid = names.submission_id(name, uid, attempt)
         kubeconfig = None
@@ -357,6 +367,7 @@ class Reconciler:
             report_interval_seconds=self.settings.report_interval_seconds,
             kubeconfig_path=kubeconfig,
             extra_env=self.settings.extra_engine_env,
+            image=image,
         )
         try:
             got, adopted = jobs.submit(request)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+
+from red.spec.model import ENGINE_IMAGE
 
 ENV_PREFIX = "RED_OPERATOR_"
 DEFAULT_DASHBOARD_URL = "http://{service}.{namespace}.svc:8265"
@@ -30,6 +33,10 @@ class Settings:
     ray_token_file: Path | None = None
     """Development only: use this file's token for every Federation instead of a derived one, so a Ray
     head started by hand (the stand-in for the RayCluster's head) accepts it."""
+
+    engine_image: str = ENGINE_IMAGE
+    """The Ray pods' image for a Federation whose `spec.cluster.image` is unset (Helm value `engine.image`;
+    by default this release's engine image)."""
 
     engine_entrypoint: str = "python -m red_operator.engine_job"
     """The Ray job's entrypoint; it reads the Federation from the job's environment."""
@@ -63,7 +70,8 @@ class Settings:
     plugins installed in the operator's own environment (entry points) are known without this."""
 
     extra_engine_env: dict[str, str] = field(default_factory=dict)
-    """Extra environment for the engine job (e.g. RED_LOG_LEVEL)."""
+    """Extra environment for the engine job (e.g. RED_LOG_LEVEL), from the environment as a JSON object:
+    RED_OPERATOR_EXTRA_ENGINE_ENV='{"RED_IMPORTS": "my_tasks"}'."""
 
     def plugins(self) -> list[tuple[str, str]]:
         """`engine_plugins` as (kind, name) pairs; kind is task, algorithm or schema."""
@@ -84,9 +92,11 @@ class Settings:
         values: dict[str, object] = {}
         for f in fields(cls):
             raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is None or f.name == "extra_engine_env":
+            if raw is None:
                 continue
-            if f.name.endswith("_dir") or f.name.endswith("_file"):
+            if f.name == "extra_engine_env":
+                values[f.name] = _env_map(ENV_PREFIX + f.name.upper(), raw)
+            elif f.name.endswith("_dir") or f.name.endswith("_file"):
                 values[f.name] = Path(raw) if raw else None
             elif f.name.endswith("_seconds"):
                 values[f.name] = float(raw)
@@ -95,3 +105,16 @@ class Settings:
             else:
                 values[f.name] = raw
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _env_map(name: str, raw: str) -> dict[str, str]:
+    """A JSON object of strings, e.g. '{"RED_LOG_LEVEL": "DEBUG"}'; empty text is an empty map."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as err:
+        raise ValueError(f"{name}: not JSON ({err}); give an object, e.g. '{{\"RED_LOG_LEVEL\": \"DEBUG\"}}'") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"{name}: must be a JSON object of strings, e.g. '{{\"RED_LOG_LEVEL\": \"DEBUG\"}}'")
+    return dict(value)

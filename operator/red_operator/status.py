@@ -19,10 +19,13 @@ from red.spec.model import FederationSpec
 from red.spec.status import HEALTHY, TERMINAL_PHASES, EngineReport, Event, Phase, ReportReading, parse_report
 from red_operator import conditions as C
 from red_operator.decide import SUSPENDED, Plan, RayJob, parse_time
+from red_operator.logtail import summarize
 from red_operator.readiness import ClusterObservation
 from red_operator.sizing import Sizing
 
 INVALID_SPEC = "InvalidSpec"
+# The Failed condition adds "(after N attempt(s); backoffLimit B)": leave it room within C.MAX_MESSAGE.
+FAILURE_MESSAGE = C.MAX_MESSAGE - 64
 
 
 def recover(prev: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +164,7 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
     if ray is not None and ray.reachable:
         job["status"] = ray.status or "LOST"
         if ray.message:
-            job["message"] = ray.message[: C.MAX_MESSAGE]
+            job["message"] = summarize(ray.message, C.MAX_MESSAGE)
     if plan is not None and plan.job == "submit":
         job["status"] = "PENDING"
         job["submitTime"] = now
@@ -183,6 +186,10 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
         status["round"] = report.round
         status["nodes"] = nodes
         status["metrics"] = dict(report.metrics)
+        if report.software:
+            # Unknown ones (cuda without a GPU) are left out: status is written as a merge patch, where
+            # null deletes.
+            status["versions"] = {k: v for k, v in report.software.items() if v is not None}
     rounds = spec.rounds
     status["progress"] = f"{status.get('round', 0)}/{rounds}"
     healthy = [n for n in nodes if n.get("health") in HEALTHY]
@@ -365,12 +372,13 @@ def _failure(report: EngineReport | None, ray: RayJob | None, job: dict[str, Any
     """Prefer the engine's own reason (it knows *why*), then Ray's."""
     if report is not None and report.event == Event.FAILED:
         return (report.reason or "EngineFailed")[:128], report.message or "the engine failed"
+    # Ray's message ends with the job's last log lines: keep its first line and the end, where the error is.
     if ray is not None and ray.error_type:
-        return _camel(ray.error_type), ray.message or job.get("message", "")
+        return _camel(ray.error_type), summarize(ray.message, FAILURE_MESSAGE) or job.get("message", "")
     status = job.get("status") or "LOST"
     if status == "LOST":
         return "JobLost", "Ray no longer knows the submission (the head restarted?)"
-    return f"Job{status.capitalize()}", ray.message if ray and ray.message else job.get(
+    return f"Job{status.capitalize()}", summarize(ray.message, FAILURE_MESSAGE) if ray and ray.message else job.get(
         "message", f"the Ray job ended {status}"
     )
 

@@ -296,6 +296,12 @@ def status_schema() -> dict[str, Any]:
                 },
             },
             "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+            "versions": {
+                "type": "object",
+                "description": "The software the engine ran on, as it saw it: red, ray, torch, python, cuda "
+                "(absent without a usable GPU) and image (absent when unknown).",
+                "additionalProperties": string,
+            },
             "lastReportTime": {"type": "string", "format": "date-time"},
             "reportTime": {**string, "description": "The engine's timestamp of the last report."},
             "startTime": {"type": "string", "format": "date-time"},

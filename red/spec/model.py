@@ -184,7 +184,12 @@ class ClusterSpec(Model):
     """Read only by the operator: the KubeRay cluster to run on."""
 
     ray_version: str = Field(default="2.60.0", description="Ray version of the image.")
-    image: str = Field(default=ENGINE_IMAGE, description="Engine image.")
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Engine image of the Ray pods. Unset: the operator's default (Helm value `engine.image`; "
+        f"out of the box {ENGINE_IMAGE}).",
+    )
     existing_cluster: str | None = Field(
         default=None,
         min_length=1,

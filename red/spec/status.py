@@ -64,6 +64,10 @@ MAX_NODES = 200
 MAX_METRICS = 32
 MAX_TEXT = 1024
 MAX_ID = 253
+# The operator tells the engine which image it started (the engine reports it in `software`).
+IMAGE_ENV = "RED_ENGINE_IMAGE"
+MAX_SOFTWARE = 16
+MAX_SOFTWARE_TEXT = 256
 
 Count = Annotated[int, Field(strict=True, ge=0)]
 
@@ -111,6 +115,8 @@ class EngineReport(_Wire):
     elapsed_seconds: float | None = None
     time: Annotated[str, Field(max_length=64)] | None = None
     versions: dict[str, Count] | None = None
+    software: dict[str, str | None] | None = None
+    """What the run uses (`red.software`): red, ray, torch, python, cuda, image; None where unknown."""
     # Unbounded here so the engine never fails to write a long message; `parse_report` cuts both.
     reason: str | None = None
     message: str | None = None
@@ -176,6 +182,25 @@ def _clean_metrics(raw: Any, notes: list[str]) -> Any:
     return kept
 
 
+def _clean_software(raw: Any, notes: list[str]) -> Any:
+    """At most MAX_SOFTWARE names, each a short string or None; anything else is dropped with a note."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        notes.append(f"dropped software: not an object ({type(raw).__name__})")
+        return None
+    kept: dict[str, str | None] = {}
+    for k, v in raw.items():
+        if len(kept) >= MAX_SOFTWARE:
+            notes.append(f"kept {MAX_SOFTWARE} of {len(raw)} software versions")
+            break
+        if not isinstance(k, str) or len(k) > 63 or not (v is None or isinstance(v, str)):
+            notes.append(f"dropped software version {str(k)[:63]!r}: not a name and a string")
+            continue
+        kept[k] = v if v is None or len(v) <= MAX_SOFTWARE_TEXT else v[:MAX_SOFTWARE_TEXT] + "…"
+    return kept
+
+
 def _bound_nodes(raw: Any, notes: list[str]) -> tuple[Any, int | None]:
     """At most MAX_NODES nodes, the unhealthy ones first (they are the news)."""
     if not isinstance(raw, list) or len(raw) <= MAX_NODES:
@@ -214,6 +239,8 @@ def parse_report(raw: str | bytes | Any, *, submission_id: str | None = None) ->
     data = _scrub(dict(raw), "report", notes)
     data["metrics"] = _clean_metrics(data.get("metrics") or {}, notes)
     data["nodes"], total = _bound_nodes(data.get("nodes") or [], notes)
+    if "software" in data:
+        data["software"] = _clean_software(data["software"], notes)
     if total is not None and not isinstance(data.get("nodesTotal"), int):
         data["nodesTotal"] = total
     for key in ("reason", "message"):

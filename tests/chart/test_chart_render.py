@@ -190,6 +190,22 @@ def test_image_defaults_to_app_version_which_is_the_package_version() -> None:
     assert c["image"].endswith("@" + digest)
 
 
+def test_engine_image_value_becomes_the_operators_default_engine_image() -> None:
+    from red.spec.model import ENGINE_IMAGE
+
+    def setting(*values: str) -> str:
+        c = one(render(*values), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e["value"] for e in c["env"]}
+        return Settings.from_env(env).engine_image
+
+    assert setting() == ENGINE_IMAGE  # empty: this release's engine image
+    assert setting("engine.image=registry.example/red-engine:7") == "registry.example/red-engine:7"
+    notes = helm(
+        "install", "r", str(CHART), "--dry-run=client", "--set", "engine.image=registry.example/red-engine:7"
+    ).stdout.split("NOTES:", 1)[1]
+    assert "registry.example/red-engine:7" in notes
+
+
 def test_service_monitor_is_optional() -> None:
     assert not by_kind(render(), "ServiceMonitor")
     sm = one(

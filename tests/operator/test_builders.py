@@ -9,6 +9,7 @@ import pytest
 from red_operator import builders, names
 from red_operator.sizing import size_cluster
 
+from red.spec.model import ENGINE_IMAGE
 from tests.operator.helpers import GPU_TOLERATION, gpu_pool, spec
 
 UID = "0123abcd-4567-89ef-0000-000000000000"
@@ -95,6 +96,36 @@ def test_raycluster_head_and_gpu_group() -> None:
     limits = pod["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "8"  # KubeRay derives num-gpus from limits
     assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["requests"]
+
+
+@pytest.mark.parametrize(
+    ("own_image", "default_image", "expect"),
+    [
+        (None, "registry.example/red-engine:7", "registry.example/red-engine:7"),  # the chart's engine.image
+        ("mine:2", "registry.example/red-engine:7", "mine:2"),  # the Federation's own wins
+        (None, None, ENGINE_IMAGE),  # neither: this release's engine image
+    ],
+)
+def test_raycluster_image_defaults_to_the_operators_engine_image(
+    own_image: str | None, default_image: str | None, expect: str
+) -> None:
+    cluster: dict[str, Any] = {"nodePools": [gpu_pool()], **({"image": own_image} if own_image else {})}
+    s = spec(cluster=cluster)
+    kw = {"default_image": default_image} if default_image else {}
+    rc = builders.build_raycluster("fl", "ns", UID, s, size_cluster(s), **kw)
+    head = rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    (group,) = rc["spec"]["workerGroupSpecs"]
+    assert head["image"] == group["template"]["spec"]["containers"][0]["image"] == expect
+
+
+def test_operator_setting_engine_image_reaches_the_raycluster() -> None:
+    from red_operator.settings import Settings
+
+    settings = Settings.from_env({"RED_OPERATOR_ENGINE_IMAGE": "registry.example/red-engine:7"})
+    s = spec()
+    rc = builders.build_raycluster("fl", "ns", UID, s, size_cluster(s), default_image=settings.engine_image)
+    assert rc["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/red-engine:7"
+    assert Settings().engine_image == ENGINE_IMAGE
 
 
 def test_raycluster_is_pure_and_json_serialisable() -> None:
@@ -254,3 +285,27 @@ def test_every_created_object_has_the_recommended_labels(where: str, component: 
 
 def test_the_label_table_covers_every_built_object() -> None:
     assert len(_every_built_object()) == 8  # one row above per object; add a row with each new builder
+
+
+def test_job_request_names_the_image_for_the_engines_report() -> None:
+    req = builders.build_job_request(
+        "fl", "ns", {}, "red-fl-1", entrypoint="e", resume=False, report_interval_seconds=2, image="img:1"
+    )
+    assert req["runtime_env"]["env_vars"]["RED_ENGINE_IMAGE"] == "img:1"
+    req = builders.build_job_request(
+        "fl", "ns", {}, "red-fl-1", entrypoint="e", resume=False, report_interval_seconds=2
+    )
+    assert "RED_ENGINE_IMAGE" not in req["runtime_env"]["env_vars"]
+
+
+@pytest.mark.parametrize(
+    ("rc", "image"),
+    [
+        ({"spec": {"headGroupSpec": {"template": {"spec": {"containers": [{"image": "theirs:3"}]}}}}}, "theirs:3"),
+        ({"spec": {"headGroupSpec": {"template": {"spec": {"containers": [{}]}}}}}, None),
+        ({"spec": {}}, None),
+        ({}, None),
+    ],
+)
+def test_head_image_of_a_borrowed_cluster(rc: dict[str, Any], image: str | None) -> None:
+    assert builders.head_image(rc) == image

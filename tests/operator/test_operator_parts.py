@@ -47,6 +47,8 @@ def test_sink_throttles_but_never_drops_the_end() -> None:
     assert len(core.patches) <= 3
     assert (core.patches[-1]["event"], core.patches[-1]["round"]) == ("done", 5)
     assert "versions" not in core.patches[-1]
+    # Every stored report says what software the run uses: the operator may see any one of them first.
+    assert all(set(p["software"]) == {"red", "ray", "torch", "python", "cuda", "image"} for p in core.patches)
 
 
 def test_sink_survives_api_errors_and_flushes_on_close() -> None:
@@ -138,6 +140,29 @@ def test_rbac_is_not_a_wildcard() -> None:
     for rule in rbac.RULES:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"]
     assert not _allowed("", "secrets", "list")  # no reading other people's Secrets wholesale
+
+
+@pytest.mark.parametrize(
+    ("raw", "expect"),
+    [
+        ('{"RED_IMPORTS": "my_tasks", "B": "2"}', {"RED_IMPORTS": "my_tasks", "B": "2"}),
+        ("", {}),
+        ("  ", {}),
+        ("{}", {}),
+    ],
+)
+def test_extra_engine_env_setting(raw: str, expect: dict[str, str]) -> None:
+    assert Settings.from_env({"RED_OPERATOR_EXTRA_ENGINE_ENV": raw}).extra_engine_env == expect
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [("RED_LOG_LEVEL=DEBUG", "not JSON"), ('["a"]', "JSON object of strings"), ('{"A": 1}', "JSON object of strings")],
+)
+def test_extra_engine_env_setting_refuses(raw: str, message: str) -> None:
+    with pytest.raises(ValueError, match="RED_OPERATOR_EXTRA_ENGINE_ENV") as err:
+        Settings.from_env({"RED_OPERATOR_EXTRA_ENGINE_ENV": raw})
+    assert message in str(err.value)
 
 
 def test_engine_plugins_setting() -> None:

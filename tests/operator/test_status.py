@@ -456,3 +456,50 @@ def test_a_fixed_spec_revives_only_an_invalid_spec_failure(
     if recovered is not None:
         status = fold(recover(prev), observe(plan=plan(spec(), {}, None, cluster_ready=False, fits=True, now=NOW)))
         assert status["phase"] == "Starting" and "reason" not in status
+
+
+# ---------------------------------------------------------------- software versions and failed-job logs
+SOFTWARE = {"red": "0.1.0", "ray": "2.60.0", "torch": "2.9.1", "python": "3.11.2", "cuda": None, "image": "img:1"}
+
+
+def test_status_versions_come_from_the_report_and_stay() -> None:
+    status = fold(
+        job(status="RUNNING"), observe(plan=running_plan(), ray_job=RayJob("RUNNING"), report=report(software=SOFTWARE))
+    )
+    known = {k: v for k, v in SOFTWARE.items() if v is not None}  # no null: a merge patch would delete it
+    assert status["versions"] == known and "cuda" not in known
+    # A later report without them (an older engine) leaves them as they were.
+    later = fold(status, observe(plan=running_plan(), ray_job=RayJob("RUNNING"), report=report(rnd=4)))
+    assert later["versions"] == known
+
+
+RAY_FAILED = (
+    "Job entrypoint command failed with exit code 1, last available logs (truncated to 20,000 chars):\n"
+    + "\n".join(f"INFO start-up chatter {i}" for i in range(300))
+    + "\nTraceback (most recent call last):\nValueError: boom in the task's __init__\n"
+)
+
+
+def test_a_failed_job_without_an_engine_report_shows_the_end_of_its_log() -> None:
+    s = spec(backoffLimit=0)
+    ray = RayJob("FAILED", RAY_FAILED, "JOB_ENTRYPOINT_COMMAND_ERROR")
+    p = plan(s, job(status="RUNNING"), ray, cluster_ready=True, fits=True, now=NOW)
+    status = fold(job(status="RUNNING"), observe(s, plan=p, ray_job=ray))
+    assert status["phase"] == "Failed"
+    failed = C.get(status["conditions"], C.FAILED)
+    assert failed is not None and failed["reason"] == "JobEntrypointCommandError"
+    assert failed["message"].startswith("Job entrypoint command failed with exit code 1; last log lines:")
+    assert "ValueError: boom in the task's __init__" in failed["message"]
+    assert failed["message"].endswith("(after 1 attempt(s); backoffLimit 0)")  # not cut off
+    assert "ValueError: boom" in status["message"] and "ValueError: boom" in status["job"]["message"]
+    assert len(status["job"]["message"]) <= C.MAX_MESSAGE
+
+
+def test_the_engines_own_reason_still_comes_first() -> None:
+    s = spec(backoffLimit=0)
+    ray = RayJob("FAILED", RAY_FAILED, "JOB_ENTRYPOINT_COMMAND_ERROR")
+    p = plan(s, job(status="RUNNING"), ray, cluster_ready=True, fits=True, now=NOW)
+    failed_report = report("failed", reason="NodeError", message="node 'client_0' raised in train(): ValueError('x')")
+    status = fold(job(status="RUNNING"), observe(s, plan=p, ray_job=ray, report=failed_report))
+    assert cond(status, C.FAILED) == ("True", "NodeError")
+    assert "ValueError('x')" in status["message"]

@@ -9,8 +9,17 @@ from typing import Any
 
 import pytest
 
+import red
 from red.report import NodeState, Report
-from red.spec.status import MAX_NODES, MAX_REPORT_BYTES, EngineReport, Health, parse_report
+from red.spec.status import (
+    MAX_NODES,
+    MAX_REPORT_BYTES,
+    MAX_SOFTWARE,
+    MAX_SOFTWARE_TEXT,
+    EngineReport,
+    Health,
+    parse_report,
+)
 
 
 def wire(**over: Any) -> dict[str, Any]:
@@ -128,3 +137,36 @@ def test_a_report_of_another_attempt_is_set_aside(sid: str, other: str | None) -
     assert reading.other_attempt == other
     assert (reading.report is None) == (other is not None)
     assert reading.problem is None
+
+
+@pytest.mark.parametrize(
+    ("software", "kept", "note"),
+    [
+        ({"red": "0.1.0", "cuda": None}, {"red": "0.1.0", "cuda": None}, None),
+        ({"red": "0.1.0", "torch": 2}, {"red": "0.1.0"}, "dropped software version 'torch'"),
+        ({"image": "i" * 5000}, {"image": "i" * MAX_SOFTWARE_TEXT + "…"}, None),
+        ({f"k{i}": "v" for i in range(40)}, {f"k{i}": "v" for i in range(MAX_SOFTWARE)}, f"kept {MAX_SOFTWARE} of 40"),
+        ("2.60", None, "dropped software: not an object"),
+        ([1], None, "dropped software: not an object"),
+    ],
+)
+def test_software_versions_are_bounded_and_never_break_the_report(
+    software: object, kept: dict[str, str | None] | None, note: str | None
+) -> None:
+    reading = parse_report(json.dumps(wire(software=software)))
+    assert reading.report is not None, reading.problem
+    assert reading.report.software == kept
+    if note:
+        assert any(note in n for n in reading.notes), reading.notes
+
+
+def test_the_engine_reports_its_software() -> None:
+    from red.software import software_versions
+
+    got = software_versions({"RED_ENGINE_IMAGE": "img:1"})
+    assert set(got) == {"red", "ray", "torch", "python", "cuda", "image"}
+    assert got["red"] == red.__version__ and got["image"] == "img:1"
+    assert got["ray"] and got["torch"] and got["python"]
+    assert software_versions({})["image"] is None
+    reading = parse_report(json.dumps(wire(software=got)))
+    assert reading.report is not None and reading.report.software == got and not reading.notes

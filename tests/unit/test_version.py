@@ -12,7 +12,7 @@ import yaml
 
 import red
 from red._version import __version__
-from red.spec.model import ClusterSpec
+from red.spec.model import ENGINE_IMAGE, ClusterSpec
 from tests.helpers import ROOT
 
 
@@ -25,7 +25,9 @@ def test_package_version_is_read_from_red_version() -> None:
 
 
 def test_default_engine_image_is_tagged_with_the_version() -> None:
-    assert ClusterSpec().image.endswith(":" + __version__)
+    # The spec names none by default: the operator's engine_image setting (chart value engine.image) serves.
+    assert ClusterSpec().image is None
+    assert ENGINE_IMAGE.endswith(":" + __version__)
 
 
 def test_chart_app_version_is_the_version() -> None:

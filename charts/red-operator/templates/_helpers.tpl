@@ -120,3 +120,10 @@ Split in two because a namespaced Role cannot grant cluster-scoped resources.
 {{- define "red-operator.tokenKeySecret" -}}
 {{- default (printf "%s-token-key" (include "red-operator.fullname" .)) .Values.tokenKey.existingSecret }}
 {{- end }}
+
+{{/*
+The engine image for Federations that name none: engine.image, else this release's engine image.
+*/}}
+{{- define "red-operator.engineImage" -}}
+{{- default (printf "ghcr.io/red-dev/red-engine:%s" .Chart.AppVersion) .Values.engine.image }}
+{{- end }}
