@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from red.spec.federation_status import NULLABLE, FederationStatus
 from red.spec.model import (
     DNS_LABEL_PATTERN,
     GROUP,
@@ -218,96 +219,28 @@ def spec_schema() -> dict[str, Any]:
     return schema
 
 
-def _condition_schema() -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["type", "status"],
-        "properties": {
-            "type": {"type": "string"},
-            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-            "reason": {"type": "string"},
-            "message": {"type": "string"},
-            "observedGeneration": {"type": "integer", "format": "int64"},
-            "lastTransitionTime": {"type": "string", "format": "date-time"},
-        },
-    }
+def _strip_nullable(node: Any, key: str = "") -> Any:
+    """Optional status fields are absent, not null (see `federation_status.NULLABLE`)."""
+    if isinstance(node, list):
+        return [_strip_nullable(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _strip_nullable(v, k) for k, v in node.items() if k != "properties"}
+    if "properties" in node:
+        out["properties"] = {k: _strip_nullable(v, k) for k, v in node["properties"].items()}
+    if key not in NULLABLE:
+        out.pop("nullable", None)
+    return out
 
 
 def status_schema() -> dict[str, Any]:
-    """Written only by the operator (see red_operator.status)."""
-    string = {"type": "string"}
-    integer = {"type": "integer", "format": "int64"}
-    return {
-        "type": "object",
-        "description": "Observed state, written only by the operator. Conditions are the truth; phase is "
-        "for display.",
-        "properties": {
-            "observedGeneration": integer,
-            "phase": {
-                "type": "string",
-                "enum": [p.value for p in Phase],
-            },
-            "reason": string,
-            "message": string,
-            "conditions": {
-                "type": "array",
-                "items": _condition_schema(),
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["type"],
-            },
-            "rayCluster": {
-                "type": "object",
-                "properties": {
-                    "name": string,
-                    "ready": {"type": "boolean"},
-                    "existing": {"type": "boolean"},
-                    "desiredWorkers": integer,
-                    "readyWorkers": integer,
-                    "dashboardURL": string,
-                },
-            },
-            "job": {
-                "type": "object",
-                "properties": {
-                    "submissionId": string,
-                    "status": string,
-                    "message": string,
-                    "attempts": integer,
-                    "failures": integer,
-                    "countedFailure": string,
-                    "submitTime": {"type": "string", "format": "date-time"},
-                },
-            },
-            "round": integer,
-            "progress": {"type": "string", "description": "round/rounds, for display."},
-            "healthyNodes": {"type": "string", "description": "healthy/total, for display."},
-            "nodes": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "id": string,
-                        "role": string,
-                        "health": string,
-                        "version": integer,
-                        "restarts": integer,
-                        "lastHeartbeat": {**string, "nullable": True},
-                    },
-                },
-            },
-            "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
-            "versions": {
-                "type": "object",
-                "description": "The software the engine ran on, as it saw it: red, ray, torch, python, cuda "
-                "(absent without a usable GPU) and image (absent when unknown).",
-                "additionalProperties": string,
-            },
-            "lastReportTime": {"type": "string", "format": "date-time"},
-            "reportTime": {**string, "description": "The engine's timestamp of the last report."},
-            "startTime": {"type": "string", "format": "date-time"},
-            "completionTime": {"type": "string", "format": "date-time"},
-        },
-    }
+    """Written only by the operator (see red_operator.status), generated from `FederationStatus`."""
+    raw = FederationStatus.model_json_schema(by_alias=True)
+    schema: dict[str, Any] = _strip_nullable(_resolve(raw, raw.get("$defs", {})))
+    schema["description"] = (
+        "Observed state, written only by the operator. Conditions are the truth; phase is for display."
+    )
+    return schema
 
 
 # `kubectl get fed` shows priority 0; `-o wide` adds priority 1 (after Age, as `kubectl get pods -o wide`).

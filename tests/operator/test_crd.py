@@ -77,3 +77,16 @@ def test_generator_does_not_import_kubernetes() -> None:
     code = "import sys, red.spec.crd; print('kubernetes' in sys.modules or 'kopf' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_status_schema_is_generated_from_the_status_model() -> None:
+    """One source for the status shape: every model field is in the CRD, nothing else, and only the
+    fields the model declares nullable may be null (null deletes a key in a merge patch)."""
+    from red.spec.federation_status import NULLABLE, FederationStatus
+
+    schema = crd.status_schema()
+    assert set(schema["properties"]) == {f.alias or n for n, f in FederationStatus.model_fields.items()}
+    assert schema["properties"]["rayCluster"]["properties"]["dashboardURL"] == {"type": "string"}
+    assert schema["properties"]["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
+    nullable = {p.rsplit(".", 1)[-1].rstrip("[]") for p, n in _walk(schema) if n.get("nullable")}
+    assert nullable == set(NULLABLE)

@@ -11,9 +11,19 @@ from red_operator import conditions as C
 from red_operator.decide import RayJob, plan
 from red_operator.readiness import ClusterObservation
 from red_operator.sizing import size_cluster
-from red_operator.status import Observed, fold, iso, recover
+from red_operator.status import Observed, iso, recover
+from red_operator.status import fold as _fold
 
+from red.spec.federation_status import FederationStatus
 from tests.operator.helpers import gpu_pool, spec
+
+
+def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
+    """Every status these tests fold meets the CRD's status model (unknown fields forbidden): a field
+    the operator writes and the schema lacks would be pruned by the API server without a word."""
+    out = _fold(previous, obs)
+    FederationStatus.model_validate(out)
+    return out
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 READY = ClusterObservation(True, True, "ClusterReady", "ok", 1, 1, "svc")
