@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_v
 from pydantic.alias_generators import to_camel
 
 from red._version import __version__
-from red.spec.base import Model
+from red.spec.base import Model as Model  # re-exported: the base of every spec model
 from red.spec.pods import KUEUE_QUEUE_LABEL, PodShape, ServiceAccountSpec, memory_bytes
 from red.spec.runtime_env import RuntimeEnvSpec
 
