@@ -174,6 +174,13 @@ class Volume(Model):
 
     name: str = Field(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN, description="A DNS label.")
 
+    @field_validator("name", mode="before")
+    @classmethod
+    def _dns(cls, v: Any) -> Any:
+        if isinstance(v, str) and v and not re.match(DNS_LABEL_PATTERN, v):
+            raise ValueError(f"{v!r}: a volume name is a DNS label: lowercase letters, digits and '-' (e.g. 'data')")
+        return v
+
     @model_validator(mode="after")
     def _one_source(self) -> Volume:
         keys = list(self.model_extra or {})

@@ -94,6 +94,18 @@ class RuntimeEnvSpec(Model):
         "by name: code that registers itself (@red.tasks.register) is found this way.",
     )
 
+    @field_validator("imports", mode="before")
+    @classmethod
+    def _module_names(cls, v: Any) -> Any:
+        # Before the pattern check, whose message would not say what a module name is.
+        bad = [m for m in v if isinstance(m, str) and not re.match(MODULE_PATTERN, m)] if isinstance(v, list) else []
+        if bad:
+            raise ValueError(
+                f"{', '.join(map(repr, bad))}: list importable module names, dotted (e.g. my_tasks or "
+                "my_pkg.tasks), not files or paths"
+            )
+        return v
+
     @field_validator("working_dir")
     @classmethod
     def _working_dir(cls, v: str | None) -> str | None:
