@@ -10,8 +10,8 @@ from red_operator import builders, names
 from red_operator import conditions as C
 from red_operator.decide import plan
 from red_operator.readiness import observe_cluster
-from red_operator.status import Observed, fold
 from red_operator.sizing import size_cluster
+from red_operator.status import Observed, fold
 
 from tests.operator.helpers import gpu_pool, spec
 
