@@ -10,7 +10,7 @@ from red.cli import main
 from red.errors import SpecError
 from red.spec import spec_from_dict
 from red.spec.pods import memory_bytes
-from tests.helpers import fed_dict, write_yaml
+from tests.helpers import EXAMPLES, fed_dict, write_yaml
 
 POOL = {"name": "gpu"}
 
@@ -173,3 +173,8 @@ def test_red_validate_says_the_fix(tmp_path: Any, capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert "spec.runtimeEnv.envVars: RAY_ADDRESS: RAY_*, RED_* and KUBECONFIG are set by Ray and Red" in err
     assert "volume 'x' needs exactly one source" in err
+
+
+def test_the_kubernetes_example_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(EXAMPLES / "kubernetes" / "own-code.yaml")]) == 0
+    assert "valid Federation 'own-code'" in capsys.readouterr().out
