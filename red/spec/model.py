@@ -35,6 +35,7 @@ ENGINE_IMAGE = f"ghcr.io/red-dev/red-engine:{__version__}"
 # `<federation>-<suffix>` and KubeRay adds its own suffixes to pod names.
 MAX_NAME_LENGTH = 40
 MAX_POOL_NAME_LENGTH = 30
+MAX_NODE_POOLS = 16
 MAX_EDGES = 20_000
 MAX_NODE_ID_LENGTH = 63
 MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit
@@ -231,7 +232,8 @@ class ClusterSpec(Model):
         "be another Federation's cluster.",
     )
     head: HeadSpec = Field(default_factory=HeadSpec)
-    node_pools: list[NodePool] = Field(default_factory=list)
+    # Bounded so that the CRD's CEL rules on each pool have a cost the API server accepts.
+    node_pools: list[NodePool] = Field(default_factory=list, max_length=MAX_NODE_POOLS)
     service_account: ServiceAccountSpec = Field(default_factory=ServiceAccountSpec)
 
     @model_validator(mode="after")
