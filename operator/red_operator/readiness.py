@@ -4,7 +4,8 @@ KubeRay's `status.state` is deprecated and hides pending and crash-looping pods,
 `HeadPodReady` condition plus `readyWorkerReplicas == desiredWorkerReplicas`, and the pods themselves
 are read for the reason when it is not. A pod the API server refuses to create (Pod Security admission,
 a quota, an invalid volume) never exists to be read: KubeRay records the refusal in its
-`RayClusterReplicaFailure` condition, quoting the API server, and that is reported instead.
+`ReplicaFailure` condition (Go: RayClusterReplicaFailure), quoting the API server, and that is reported
+instead.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def observe_cluster(raycluster: dict[str, Any] | None, pods: list[dict[str, Any]
     service = (status.get("head") or {}).get("serviceName")
     problems = pod_problems(pods)
     ready = head_ready and ready_workers == desired
-    failure = conds.get("RayClusterReplicaFailure") or {}
+    failure = conds.get("ReplicaFailure") or {}
     if not ready and failure.get("status") == "True" and failure.get("reason") in POD_CREATION_FAILURES:
         # KubeRay's message is "<reason>\n<the API server's error>": keep the API server's words.
         detail = str(failure.get("message") or "").removeprefix(str(failure["reason"])).strip()

@@ -12,6 +12,7 @@ head, and the engine training for real.
 from __future__ import annotations
 
 import functools
+import json
 import http.server
 import threading
 import zipfile
@@ -97,7 +98,8 @@ def shape(priority: str) -> dict[str, Any]:
         "annotations": {"example.com/owner": "alice"},
         "env": [{"name": "HF_HOME", "value": "/data/hf"}],
         "envFrom": [{"secretRef": {"name": "s3-credentials", "optional": True}}],
-        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "shared"}}],
+        # A ConfigMap: the scheduler would hold a pod whose PersistentVolumeClaim is not bound.
+        "volumes": [{"name": "data", "configMap": {"name": "datasets"}}],
         "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": True}],
         "imagePullSecrets": [{"name": "registry"}],
         "priorityClassName": priority,
@@ -152,7 +154,13 @@ def test_shipped_task_runs_in_a_restricted_namespace_on_shaped_pods(
         st = status(kube_cluster, ns, name)
         return st if st.get("phase") in ("Succeeded", "Failed") else None
 
-    st = wait_until("the federation to finish", finished, timeout_s=600, poll_s=2)
+    st = wait_until(
+        "the federation to finish",
+        finished,
+        timeout_s=400,
+        poll_s=2,
+        log=lambda: json.dumps(status(kube_cluster, ns, name), indent=1)[-3000:],
+    )
     assert st["phase"] == "Succeeded", st
     assert st["round"] == 3 and st["metrics"]["accuracy"] > 0.5, st
 
@@ -167,7 +175,7 @@ def test_shipped_task_runs_in_a_restricted_namespace_on_shaped_pods(
         assert {"name": "HF_HOME", "value": "/data/hf"} in ray["env"]
         assert ray["envFrom"] == [{"secretRef": {"name": "s3-credentials", "optional": True}}]
         volumes = {v["name"]: v for v in spec["volumes"]}
-        assert volumes["data"]["persistentVolumeClaim"] == {"claimName": "shared"}
+        assert volumes["data"]["configMap"]["name"] == "datasets"
         assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
         mounts = {m["mountPath"]: m["name"] for m in ray["volumeMounts"]}
         assert mounts["/data"] == "data" and mounts["/dev/shm"] == "dshm"

@@ -190,7 +190,7 @@ KUBERAY_REFUSAL = (
     [
         (
             {
-                "type": "RayClusterReplicaFailure",
+                "type": "ReplicaFailure",
                 "status": "True",
                 "reason": "FailedCreateHeadPod",
                 "message": KUBERAY_REFUSAL,
@@ -200,7 +200,7 @@ KUBERAY_REFUSAL = (
         ),
         (
             {
-                "type": "RayClusterReplicaFailure",
+                "type": "ReplicaFailure",
                 "status": "True",
                 "reason": "FailedCreateWorkerPod",
                 "message": "FailedCreateWorkerPod\nexceeded quota",
@@ -210,12 +210,12 @@ KUBERAY_REFUSAL = (
         ),
         # Other failures (deleting pods) say nothing about admission.
         (
-            {"type": "RayClusterReplicaFailure", "status": "True", "reason": "FailedDeleteAllPods", "message": "x"},
+            {"type": "ReplicaFailure", "status": "True", "reason": "FailedDeleteAllPods", "message": "x"},
             "Creating",
             False,
         ),
         (
-            {"type": "RayClusterReplicaFailure", "status": "False", "reason": "FailedCreateHeadPod", "message": "x"},
+            {"type": "ReplicaFailure", "status": "False", "reason": "FailedCreateHeadPod", "message": "x"},
             "Creating",
             False,
         ),
@@ -246,7 +246,7 @@ def test_refused_pods_stall_the_federation_with_admissions_message() -> None:
         "status": {
             "conditions": [
                 {
-                    "type": "RayClusterReplicaFailure",
+                    "type": "ReplicaFailure",
                     "status": "True",
                     "reason": "FailedCreateHeadPod",
                     "message": KUBERAY_REFUSAL,
