@@ -12,8 +12,8 @@ head, and the engine training for real.
 from __future__ import annotations
 
 import functools
-import json
 import http.server
+import json
 import threading
 import zipfile
 from collections.abc import Iterator
