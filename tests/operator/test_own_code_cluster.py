@@ -124,6 +124,27 @@ def ray_pods(cluster: KubeCluster, ns: str, rc: str) -> list[dict[str, Any]]:
     return items
 
 
+def test_pods_that_admission_refuses_are_reported(
+    kube_cluster: KubeCluster, restricted_namespace: str, red_operator: OperatorControl
+) -> None:
+    ns, name = restricted_namespace, "refused"
+    head = {"volumes": [{"name": "host", "hostPath": {"path": "/var/run"}}]}
+    apply(kube_cluster, ns, federation(name, cluster={"head": head, "nodePools": [GPU_POOL]}))
+
+    def refused() -> dict[str, Any] | None:
+        c = condition(status(kube_cluster, ns, name), "ClusterReady")
+        return c if c.get("reason") == "FailedCreateHeadPod" else None
+
+    c = wait_until("ClusterReady=False/FailedCreateHeadPod", refused, timeout_s=180)
+    assert c["status"] == "False"
+    assert 'violates PodSecurity "restricted:latest"' in c["message"] and "hostPath" in c["message"], c
+    st = status(kube_cluster, ns, name)
+    stalled = condition(st, "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "FailedCreateHeadPod", stalled
+    assert st["phase"] == "Starting" and "job" not in st
+    assert not ray_pods(kube_cluster, ns, f"{name}-ray")
+
+
 def test_shipped_task_runs_in_a_restricted_namespace_on_shaped_pods(
     kube_cluster: KubeCluster,
     restricted_namespace: str,
@@ -159,7 +180,11 @@ def test_shipped_task_runs_in_a_restricted_namespace_on_shaped_pods(
         finished,
         timeout_s=400,
         poll_s=2,
-        log=lambda: json.dumps(status(kube_cluster, ns, name), indent=1)[-3000:],
+        log=lambda: (
+            json.dumps(status(kube_cluster, ns, name), indent=1)[-2500:]
+            + "\n--- Ray head ---\n"
+            + ray_head.log.read_text(errors="replace")[-3000:]
+        ),
     )
     assert st["phase"] == "Succeeded", st
     assert st["round"] == 3 and st["metrics"]["accuracy"] > 0.5, st
@@ -195,24 +220,3 @@ def test_shipped_task_runs_in_a_restricted_namespace_on_shaped_pods(
     assert rc["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
     sa = kubectl_json(kube_cluster, "get", "serviceaccount", f"{name}-engine", "-n", ns)
     assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::1:role/red"
-
-
-def test_pods_that_admission_refuses_are_reported(
-    kube_cluster: KubeCluster, restricted_namespace: str, red_operator: OperatorControl
-) -> None:
-    ns, name = restricted_namespace, "refused"
-    head = {"volumes": [{"name": "host", "hostPath": {"path": "/var/run"}}]}
-    apply(kube_cluster, ns, federation(name, cluster={"head": head, "nodePools": [GPU_POOL]}))
-
-    def refused() -> dict[str, Any] | None:
-        c = condition(status(kube_cluster, ns, name), "ClusterReady")
-        return c if c.get("reason") == "FailedCreateHeadPod" else None
-
-    c = wait_until("ClusterReady=False/FailedCreateHeadPod", refused, timeout_s=180)
-    assert c["status"] == "False"
-    assert 'violates PodSecurity "restricted:latest"' in c["message"] and "hostPath" in c["message"], c
-    st = status(kube_cluster, ns, name)
-    stalled = condition(st, "Stalled")
-    assert stalled["status"] == "True" and stalled["reason"] == "FailedCreateHeadPod", stalled
-    assert st["phase"] == "Starting" and "job" not in st
-    assert not ray_pods(kube_cluster, ns, f"{name}-ray")
