@@ -12,6 +12,7 @@ imports them too) and hands them to `ray.init`, which uploads them for the actor
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ def load(spec: FederationSpec) -> None:
 
 def for_red_run(rt: RuntimeEnvSpec, *, base: Path | None = None) -> dict[str, Any]:
     """Ray's runtime_env for `red run`: local paths made absolute (relative ones are read from `base`, the
-    current directory by default) and put on this process's path, so the driver imports them too.
+    current directory by default) and put on this process's path, so the driver imports them too; the
+    env_vars are set in this process as well (the driver), as Ray sets them for a cluster job's driver.
 
     Remote URIs are refused: Ray would fetch them for the actors, but the driver, which looks the names
     up, runs here and could not import them."""
@@ -88,6 +90,8 @@ def for_red_run(rt: RuntimeEnvSpec, *, base: Path | None = None) -> dict[str, An
         _on_path(p.parent if p.is_dir() else p)
     if modules:
         out["py_modules"] = modules
+    # On a cluster the job's driver gets env_vars too: so does this process, which is `red run`'s driver.
+    os.environ.update(rt.env_vars)
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,11 +85,15 @@ def test_an_import_that_fails_names_the_module(
     assert expect in str(err.value)
 
 
-def test_red_run_ships_local_directories_and_imports_them_here(shipped: Path) -> None:
-    rt = spec_from_dict({"runtimeEnv": {"workingDir": "src", "envVars": {"A": "1"}}}).runtime_env
+def test_red_run_ships_local_directories_and_imports_them_here(
+    shipped: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = spec_from_dict({"runtimeEnv": {"workingDir": "src", "envVars": {"SHIPPED_VAR": "1"}}}).runtime_env
+    monkeypatch.setenv("SHIPPED_VAR", "before")  # so that monkeypatch removes it after the test
     env = user_code.for_red_run(rt, base=shipped.parent)
-    assert env == {"working_dir": str(shipped), "env_vars": {"A": "1"}}
+    assert env == {"working_dir": str(shipped), "env_vars": {"SHIPPED_VAR": "1"}}
     assert sys.path[0] == str(shipped)
+    assert os.environ["SHIPPED_VAR"] == "1"  # the driver's own environment, as on a cluster
 
 
 @pytest.mark.parametrize(
