@@ -220,3 +220,36 @@ def test_shipped_task_runs_in_a_restricted_namespace_on_shaped_pods(
     assert rc["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
     sa = kubectl_json(kube_cluster, "get", "serviceaccount", f"{name}-engine", "-n", ns)
     assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == "arn:aws:iam::1:role/red"
+
+
+def test_a_name_the_shipped_code_does_not_register_fails_clearly(
+    kube_cluster: KubeCluster, kube_namespace: str, red_operator: OperatorControl, ray_head: RayHead, code_url: str
+) -> None:
+    ns, name = kube_namespace, "misnamed"
+    apply(
+        kube_cluster,
+        ns,
+        federation(
+            name,
+            task={"name": "zip-digitz"},  # the zip registers "zip-digits"
+            runtimeEnv={"workingDir": code_url, "imports": ["zip_task"], "envVars": {"ZIP_TASK_MARK": "from-the-yaml"}},
+        ),
+    )
+
+    def failed() -> dict[str, Any] | None:
+        st = status(kube_cluster, ns, name)
+        return st if st.get("phase") in ("Succeeded", "Failed") else None
+
+    st = wait_until(
+        "the federation to fail",
+        failed,
+        timeout_s=400,
+        poll_s=2,
+        log=lambda: json.dumps(status(kube_cluster, ns, name), indent=1)[-2500:],
+    )
+    assert st["phase"] == "Failed", st
+    c = condition(st, "Failed")
+    assert c["reason"] == "SpecError", c
+    assert "spec.task.name: unknown task 'zip-digitz'" in c["message"], c
+    assert f"The job ships workingDir {code_url}; imports zip_task" in c["message"], c
+    assert st["job"]["attempts"] == 1, st["job"]  # a spec error is not retried
