@@ -9,6 +9,7 @@ and a volume with no source or two.
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Any, Literal
 
@@ -186,8 +187,6 @@ class Volume(Model):
         keys = list(self.model_extra or {})
         unknown = [k for k in keys if k not in VOLUME_SOURCES]
         if unknown:
-            import difflib
-
             hints = [difflib.get_close_matches(k, VOLUME_SOURCES, n=1, cutoff=0.7) for k in unknown]
             named = ", ".join(
                 f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in zip(unknown, hints, strict=True)
