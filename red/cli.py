@@ -199,6 +199,7 @@ def _run(args: argparse.Namespace) -> int:
     from red.runner import run_federation
     from red.sinks import ConsoleSink, FileSink, JsonLinesSink, Sink
     from red.spec import federation_from_yaml, load_federation
+    from red.user_code import for_red_run
 
     if args.rounds is not None and args.rounds < 1:
         raise SpecError(f"--rounds must be >= 1, got {args.rounds}")
@@ -217,7 +218,14 @@ def _run(args: argparse.Namespace) -> int:
 
     sinks.append(_History())
     try:
-        run_federation(fed, sinks, rounds=args.rounds, address=args.address, resume=args.resume)
+        run_federation(
+            fed,
+            sinks,
+            rounds=args.rounds,
+            address=args.address,
+            resume=args.resume,
+            runtime_env=for_red_run(fed.spec.runtime_env),
+        )
     finally:
         if args.plot and history:
             from red.plots import plot_progress

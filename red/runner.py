@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from red import user_code
 from red.checkpoint import Checkpointer
 from red.errors import FederationFailed, RedError
 from red.registry import schemas
@@ -43,21 +44,26 @@ def hide_token_auth_notice() -> None:
         logger.addFilter(HideTokenAuthNotice())
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
-    """Connect to ``address`` or start a local Ray. Returns True when this call started Ray."""
+def init_ray(
+    address: str | None = None, num_cpus: int | None = None, runtime_env: dict[str, Any] | None = None
+) -> bool:
+    """Connect to ``address`` or start a local Ray. Returns True when this call started Ray.
+    ``runtime_env`` is the job's (the user's code, from `red.user_code.for_red_run`)."""
     import ray
 
     if ray.is_initialized():
         return False
     hide_token_auth_notice()
+    extra: dict[str, Any] = {"runtime_env": runtime_env} if runtime_env else {}
     if address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True, **extra)
         return True
     ray.init(
         num_cpus=num_cpus or os.cpu_count() or 2,
         include_dashboard=False,
         logging_level=logging.WARNING,
         log_to_driver=True,
+        **extra,
     )
     return True
 
@@ -70,13 +76,14 @@ def run_federation(
     address: str | None = None,
     resume: bool = False,
     namespace: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``fed`` to the end and return the final ``done`` report (as a dict).
 
     Raises FederationFailed (after emitting a ``failed`` report) when the run cannot finish, and
     PlacementError / SpecError before anything starts when it cannot begin.
     """
-    started = init_ray(address)
+    started = init_ray(address, runtime_env=runtime_env)
     spec = fed.spec
     checkpointer = Checkpointer(spec.checkpoint.path, spec.checkpoint.every_rounds) if spec.checkpoint.path else None
     last_round = 0
@@ -90,6 +97,8 @@ def run_federation(
             s.emit(d)
 
     try:
+        # Code shipped in spec.runtimeEnv registers its names on import: before any name is looked up.
+        user_code.load(spec)
         schema_cls = schemas.get(spec.schema_)
         federation = schema_cls(fed, rounds=rounds, namespace=namespace, checkpointer=checkpointer)
         if resume:

@@ -4,14 +4,21 @@
 *limits* (KubeRay derives a worker's `num-gpus` from them), the pool's nodeSelector and tolerations, the
 engine ServiceAccount on every pod, and Ray's token authentication through KubeRay's `authOptions`
 with the Federation's own token Secret.
+
+Every Ray pod is shaped by `shape_pod` from the head's or pool's pod-shaping fields (labels, env, volumes,
+...), and by default it passes the `restricted` Pod Security Standard (`DEFAULT_*_SECURITY_CONTEXT`) and
+holds Ray's object store in a memory-backed /dev/shm sized for it (KubeRay's own /dev/shm would be as
+large as the pod's whole memory).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
 from red.spec.model import ENGINE_IMAGE, FederationSpec
+from red.spec.pods import KUEUE_QUEUE_LABEL, SHM_VOLUME, PodShape, mebibytes
 from red.spec.status import IMAGE_ENV
 from red_operator import names
 from red_operator.sizing import Sizing
@@ -39,6 +46,63 @@ def _container(name: str, image: str, cpu: str, memory: str, gpus: int) -> dict[
         "image": image,
         "resources": {"limits": limits, "requests": {"cpu": cpu, "memory": memory}},
     }
+
+
+# The `restricted` Pod Security Standard, met by default (a user's securityContext replaces these whole).
+# runAsUser 1000 is the `ray` user of Ray's images: runAsNonRoot alone cannot be verified for an image
+# whose USER is a name, and the kubelet would refuse to start it.
+DEFAULT_CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+DEFAULT_POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 1000,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def _dump(items: list[Any]) -> list[dict[str, Any]]:
+    return [i.model_dump(by_alias=True, exclude_none=True) for i in items]
+
+
+def shape_pod(
+    shape: PodShape, component_labels: dict[str, str], pod_spec: dict[str, Any], memory: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A pod template from a pod spec (whose first container is Ray's) and the head's or pool's pod-shaping
+    fields: (template, rayStartParams to add). Red's labels win over the user's (the model refuses
+    theirs anyway): the operator and KubeRay find their pods by them."""
+    pod_spec = copy.deepcopy(pod_spec)
+    ray = pod_spec["containers"][0]
+    store, shm = shape.shm_bytes(memory)
+    volumes = [{"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": mebibytes(shm)}}]
+    volumes += _dump(shape.volumes)
+    mounts = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}, *_dump(shape.volume_mounts)]
+    ray["volumeMounts"] = [*ray.get("volumeMounts", []), *mounts]
+    pod_spec["volumes"] = [*pod_spec.get("volumes", []), *volumes]
+    if shape.env:
+        ray["env"] = [*ray.get("env", []), *_dump(shape.env)]
+    if shape.env_from:
+        ray["envFrom"] = _dump(shape.env_from)
+    ray["securityContext"] = copy.deepcopy(
+        shape.security_context if shape.security_context is not None else DEFAULT_CONTAINER_SECURITY_CONTEXT
+    )
+    pod_spec["securityContext"] = copy.deepcopy(
+        shape.pod_security_context if shape.pod_security_context is not None else DEFAULT_POD_SECURITY_CONTEXT
+    )
+    if shape.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = _dump(shape.image_pull_secrets)
+    if shape.priority_class_name:
+        pod_spec["priorityClassName"] = shape.priority_class_name
+    if shape.affinity is not None:
+        pod_spec["affinity"] = shape.affinity.model_dump(by_alias=True, exclude_none=True)
+    metadata: dict[str, Any] = {"labels": {**shape.labels, **component_labels}}
+    if shape.annotations:
+        metadata["annotations"] = dict(shape.annotations)
+    # Ray sizes its object store itself from the memory it sees; naming it keeps Ray and /dev/shm in step.
+    return {"metadata": metadata, "spec": pod_spec}, {"object-store-memory": str(store)}
 
 
 def engine_image(spec: FederationSpec, default_image: str = ENGINE_IMAGE) -> str:
@@ -79,20 +143,33 @@ def build_raycluster(
             pod_spec["nodeSelector"] = dict(pool.node_selector)
         if pool.tolerations:
             pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in pool.tolerations]
+        template, params = shape_pod(
+            pool, names.labels(fed, names.COMPONENT_RAY_WORKER), pod_spec, pool.memory_per_worker
+        )
         groups.append(
             {
                 "groupName": pool.name,
                 "replicas": replicas,
                 "minReplicas": replicas,
                 "maxReplicas": max(replicas, pool.max_workers),
-                "rayStartParams": {},
-                "template": {"metadata": {"labels": names.labels(fed, names.COMPONENT_RAY_WORKER)}, "spec": pod_spec},
+                "rayStartParams": params,
+                "template": template,
             }
         )
+    head_template, head_params = shape_pod(
+        cluster.head,
+        names.labels(fed, names.COMPONENT_RAY_HEAD),
+        {"serviceAccountName": account, "containers": [head]},
+        cluster.head.memory,
+    )
+    meta = _meta(names.raycluster(fed), namespace, fed, uid, names.COMPONENT_RAYCLUSTER)
+    if cluster.queue_name is not None:
+        # Kueue admits the RayCluster as one workload, by the queue its own metadata names.
+        meta["labels"][KUEUE_QUEUE_LABEL] = cluster.queue_name
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
-        "metadata": _meta(names.raycluster(fed), namespace, fed, uid, names.COMPONENT_RAYCLUSTER),
+        "metadata": meta,
         "spec": {
             "rayVersion": cluster.ray_version,
             # Ray >= 2.52 token auth, wired by KubeRay (RAY_AUTH_MODE/RAY_AUTH_TOKEN on every container)
@@ -100,11 +177,8 @@ def build_raycluster(
             # KubeRay >= v1.6.0 (older ones prune authOptions: the operator then refuses to submit).
             "authOptions": {"mode": "token", "secretName": names.token_secret(fed, uid)},
             "headGroupSpec": {
-                "rayStartParams": {"dashboard-host": "0.0.0.0"},
-                "template": {
-                    "metadata": {"labels": names.labels(fed, names.COMPONENT_RAY_HEAD)},
-                    "spec": {"serviceAccountName": account, "containers": [head]},
-                },
+                "rayStartParams": {"dashboard-host": "0.0.0.0", **head_params},
+                "template": head_template,
             },
             "workerGroupSpecs": groups,
         },
@@ -131,12 +205,14 @@ def build_report_configmap(fed: str, namespace: str, uid: str) -> dict[str, Any]
     }
 
 
-def build_service_account(fed: str, namespace: str, uid: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": _meta(names.engine_account(fed), namespace, fed, uid, names.COMPONENT_ENGINE),
-    }
+def build_service_account(
+    fed: str, namespace: str, uid: str, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The account the Ray pods run as. `annotations` bind it to a cloud identity (IRSA, Workload Identity)."""
+    meta = _meta(names.engine_account(fed), namespace, fed, uid, names.COMPONENT_ENGINE)
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
 
 
 def build_role(fed: str, namespace: str, uid: str) -> dict[str, Any]:
@@ -203,9 +279,13 @@ def build_job_request(
     kubeconfig_path: str | None = None,
     extra_env: dict[str, str] | None = None,
     image: str | None = None,
+    runtime_env: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The body of `POST /api/jobs/`. The spec travels in the job's environment, as JSON."""
+    """The body of `POST /api/jobs/`. The spec travels in the job's environment, as JSON. `runtime_env` is
+    the user's (`spec.runtimeEnv.ray_runtime_env()`): their code, packages and variables, under ours."""
+    user = dict(runtime_env or {})
     env = {
+        **(user.pop("env_vars", None) or {}),
         "RED_FEDERATION": json.dumps(
             {
                 "apiVersion": "red.dev/v1alpha1",
@@ -230,6 +310,6 @@ def build_job_request(
     return {
         "entrypoint": entrypoint,
         "submission_id": submission_id,
-        "runtime_env": {"env_vars": env},
+        "runtime_env": {**user, "env_vars": env},
         "metadata": {"red.dev/federation": fed, "red.dev/namespace": namespace},
     }

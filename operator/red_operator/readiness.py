@@ -2,7 +2,10 @@
 
 KubeRay's `status.state` is deprecated and hides pending and crash-looping pods, so readiness is the
 `HeadPodReady` condition plus `readyWorkerReplicas == desiredWorkerReplicas`, and the pods themselves
-are read for the reason when it is not.
+are read for the reason when it is not. A pod the API server refuses to create (Pod Security admission,
+a quota, an invalid volume) never exists to be read: KubeRay records the refusal in its
+`ReplicaFailure` condition (Go: RayClusterReplicaFailure), quoting the API server, and that is reported
+instead.
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ class ClusterObservation:
     ready_workers: int = 0
     service: str | None = None
     problems: list[PodProblem] = field(default_factory=list)
+    refused: bool = False
+    """The API server refused to create a pod: nothing changes until someone fixes the spec or the namespace."""
+
+
+# KubeRay's RayClusterReplicaFailure reasons for pods it could not create (ray-operator utils/constant.go).
+POD_CREATION_FAILURES = ("FailedCreateHeadPod", "FailedCreateWorkerPod")
 
 
 def pod_problems(pods: list[dict[str, Any]]) -> list[PodProblem]:
@@ -84,6 +93,15 @@ def observe_cluster(raycluster: dict[str, Any] | None, pods: list[dict[str, Any]
     service = (status.get("head") or {}).get("serviceName")
     problems = pod_problems(pods)
     ready = head_ready and ready_workers == desired
+    failure = conds.get("ReplicaFailure") or {}
+    if not ready and failure.get("status") == "True" and failure.get("reason") in POD_CREATION_FAILURES:
+        # KubeRay's message is "<reason>\n<the API server's error>": keep the API server's words.
+        detail = str(failure.get("message") or "").removeprefix(str(failure["reason"])).strip()
+        which = "head" if failure["reason"] == "FailedCreateHeadPod" else "worker"
+        message = f"KubeRay could not create the {which} pod: {detail or 'no message'}"
+        return ClusterObservation(
+            True, False, failure["reason"], message, desired, ready_workers, service, problems, refused=True
+        )
     if ready:
         return ClusterObservation(
             True,

@@ -147,7 +147,8 @@ class Reconciler:
                 rc = None
         # A borrowed cluster's ServiceAccounts go into the engine's RoleBinding, so wait until it exists.
         if blocked is None and not terminal and uid not in self._ensured and not (existing and rc is None):
-            blocked = self._ensure_owned(name, ns, uid, builders.pod_accounts(rc) if existing and rc else None)
+            borrowed = builders.pod_accounts(rc) if existing and rc else None
+            blocked = self._ensure_owned(name, ns, uid, borrowed, spec.cluster.service_account.annotations)
 
         cluster = observe_cluster(rc, [])
         if rc is not None and not cluster.ready:
@@ -267,12 +268,19 @@ class Reconciler:
         return self._finish(name, ns, stored, new, events)
 
     # --- pieces -----------------------------------------------------------------------------------
-    def _ensure_owned(self, name: str, ns: str, uid: str, borrowed_accounts: list[str] | None) -> Blocked | None:
+    def _ensure_owned(
+        self,
+        name: str,
+        ns: str,
+        uid: str,
+        borrowed_accounts: list[str] | None,
+        account_annotations: dict[str, str] | None = None,
+    ) -> Blocked | None:
         """Create the Federation's own objects. One that exists already is ours only with our controller
         ownerReference. Look-alikes are looked for first, and if there is one nothing is created (a
         RoleBinding would otherwise grant our Role to someone else's ServiceAccount): it is reported and
         left alone, neither used nor ever deleted."""
-        owned = self._owned(name, ns, uid, borrowed_accounts)
+        owned = self._owned(name, ns, uid, borrowed_accounts, account_annotations)
         conflicts = self._look_alikes(owned, ns, uid)
         for obj in [] if conflicts else owned:
             kind, obj_name = obj["kind"], obj["metadata"]["name"]
@@ -296,13 +304,20 @@ class Reconciler:
                 out.append(ownership.conflict_message(kind, ns, obj_name, found))
         return out
 
-    def _owned(self, name: str, ns: str, uid: str, borrowed_accounts: list[str] | None) -> list[dict[str, Any]]:
+    def _owned(
+        self,
+        name: str,
+        ns: str,
+        uid: str,
+        borrowed_accounts: list[str] | None,
+        account_annotations: dict[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
         """`borrowed_accounts` is None for a cluster of our own; a borrowed one keeps its own token."""
         secret = [] if borrowed_accounts is not None else [builders.build_token_secret(name, ns, uid, self._token(uid))]
         return [
             *secret,
             builders.build_report_configmap(name, ns, uid),
-            builders.build_service_account(name, ns, uid),
+            builders.build_service_account(name, ns, uid, account_annotations),
             builders.build_role(name, ns, uid),
             builders.build_role_binding(name, ns, uid, borrowed_accounts),
         ]
@@ -368,6 +383,7 @@ class Reconciler:
             kubeconfig_path=kubeconfig,
             extra_env=self.settings.extra_engine_env,
             image=image,
+            runtime_env=spec.runtime_env.ray_runtime_env(),
         )
         try:
             got, adopted = jobs.submit(request)

@@ -390,6 +390,9 @@ def _stalled(
         return C.Condition(C.STALLED, "True", "InsufficientResources", obs.sizing.shortfall or "")
     if obs.blocked is not None and phase not in TERMINAL_PHASES:
         return C.Condition(C.STALLED, "True", obs.blocked.reason, obs.blocked.message)
+    if obs.cluster is not None and obs.cluster.refused and phase not in TERMINAL_PHASES:
+        # Admission (or a quota) refuses the pods: waiting changes nothing; fix the spec or the namespace.
+        return C.Condition(C.STALLED, "True", obs.cluster.reason, obs.cluster.message)
     if phase == Phase.FAILED:
         # kstatus (Flux, kubectl wait) reads a terminal failure from Stalled=True; without it a Failed
         # Federation would count as Current.

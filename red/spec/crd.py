@@ -30,6 +30,22 @@ from red.spec.model import (
     VERSION,
     FederationSpec,
 )
+from red.spec.pods import (
+    KUEUE_QUEUE_LABEL,
+    RESERVED_LABEL_PREFIXES,
+    RESERVED_POD_ENV_NAMES,
+    RESERVED_POD_ENV_PREFIXES,
+    RESERVED_VOLUME_PREFIX,
+    SHM_VOLUME,
+    VOLUME_SOURCES,
+)
+from red.spec.runtime_env import (
+    PY_MODULES_EXTENSIONS,
+    REMOTE_SCHEMES,
+    RESERVED_JOB_ENV_NAMES,
+    RESERVED_JOB_ENV_PREFIXES,
+    WORKING_DIR_EXTENSIONS,
+)
 from red.spec.status import Phase
 
 SHORT_NAMES = ["fed"]
@@ -54,6 +70,7 @@ IMMUTABLE_WHILE_ACTIVE = (
     "checkpoint",
     "faultTolerance",
     "cluster",
+    "runtimeEnv",
 )
 
 _DROP_KEYS = {"title", "default"}
@@ -195,6 +212,127 @@ _NESTED_RULES: dict[tuple[str, ...], list[dict[str, str]]] = {
 }
 
 
+def _cel_list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{i}'" for i in items) + "]"
+
+
+def _archive_uri(extensions: tuple[str, ...]) -> str:
+    """RE2 for an archive URI Ray can fetch (query and fragment allowed after the extension)."""
+    ext = "|".join(e.lstrip(".").replace(".", "[.]") for e in extensions)
+    return f"^({'|'.join(REMOTE_SCHEMES)})://[^?#]+[.]({ext})([?#].*)?$"
+
+
+def _no_reserved_prefix(var: str, prefixes: tuple[str, ...]) -> str:
+    return " && ".join(f"!{var}.startsWith('{p}')" for p in prefixes)
+
+
+def _runtime_env_rules() -> dict[tuple[str, ...], list[dict[str, str]]]:
+    schemes = ", ".join(f"{s}://" for s in REMOTE_SCHEMES)
+    local = "a local path works only with `red run`: zip it and host it where the cluster can fetch it"
+    return {
+        ("runtimeEnv", "workingDir"): [
+            {
+                "rule": f"self.matches('{_archive_uri(WORKING_DIR_EXTENSIONS)}')",
+                "message": f"spec.runtimeEnv.workingDir must be an archive URI the cluster can fetch ({schemes}; "
+                f"ending in {', '.join(WORKING_DIR_EXTENSIONS)}); {local}",
+            }
+        ],
+        ("runtimeEnv", "pyModules"): [
+            {
+                "rule": f"self.all(m, m.matches('{_archive_uri(PY_MODULES_EXTENSIONS)}'))",
+                "message": f"spec.runtimeEnv.pyModules must be archive or wheel URIs the cluster can fetch ({schemes}; "
+                f"ending in {', '.join(PY_MODULES_EXTENSIONS)}); {local}",
+            }
+        ],
+        ("runtimeEnv", "envVars"): [
+            {
+                "rule": "self.all(k, k.matches('^[A-Za-z_][A-Za-z0-9_]*$'))",
+                "message": "spec.runtimeEnv.envVars names are letters, digits and '_', not starting with a digit",
+            },
+            {
+                "rule": f"self.all(k, {_no_reserved_prefix('k', RESERVED_JOB_ENV_PREFIXES)} && "
+                f"!(k in {_cel_list(RESERVED_JOB_ENV_NAMES)}))",
+                "message": "spec.runtimeEnv.envVars may not set RAY_*, RED_* or KUBECONFIG: Ray and Red set them for "
+                "the job. Ray's own settings go in the pods' env (spec.cluster.head.env, nodePools[].env)",
+            },
+        ],
+    }
+
+
+def _pod_shape_rules(where: str) -> list[dict[str, str]]:
+    """Rules on a head or node pool object (PodShape's validators that JSON Schema cannot say)."""
+    return [
+        {
+            "rule": "!has(self.volumeMounts) || self.volumeMounts.all(m, m.name == "
+            f"'{SHM_VOLUME}' || (has(self.volumes) && self.volumes.exists(v, v.name == m.name)))",
+            "message": f"{where}.volumeMounts names a volume that is not among its volumes: add it to "
+            f"{where}.volumes or fix the name",
+        },
+        {
+            "rule": f"!has(self.volumes) || self.volumes.all(v, v.name != '{SHM_VOLUME}' && "
+            f"!v.name.startsWith('{RESERVED_VOLUME_PREFIX}'))",
+            "message": f"{where}.volumes: '{SHM_VOLUME}' and names starting with '{RESERVED_VOLUME_PREFIX}' are "
+            "Red's own volumes; rename yours",
+        },
+        {
+            "rule": f"!has(self.labels) || self.labels.all(k, {_no_reserved_prefix('k', RESERVED_LABEL_PREFIXES)})",
+            "message": f"{where}.labels: keys under {', '.join(RESERVED_LABEL_PREFIXES)} are set by Red and KubeRay "
+            "to find their pods; choose another key",
+        },
+        {
+            "rule": "!has(self.env) || self.env.all(e, "
+            f"{_no_reserved_prefix('e.name', RESERVED_POD_ENV_PREFIXES)} && "
+            f"!(e.name in {_cel_list(RESERVED_POD_ENV_NAMES)}))",
+            "message": f"{where}.env sets a variable KubeRay or Red sets on the Ray pods (RED_*, KUBERAY_*, "
+            "RAY_ADDRESS, RAY_AUTH_TOKEN, ...); remove it. Other RAY_* settings of Ray may be set",
+        },
+    ]
+
+
+def _volume_items(items: dict[str, Any]) -> None:
+    """Name each volume source, so a misspelt one is an unknown field, and require exactly one."""
+    items.pop("x-kubernetes-preserve-unknown-fields", None)
+    for source in VOLUME_SOURCES:
+        # Kubernetes' own source types, kept as given: the API server checks them when KubeRay makes the pods.
+        items["properties"][source] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    has = ", ".join(f"has(self.{source})" for source in VOLUME_SOURCES)
+    items["x-kubernetes-validations"] = [
+        {
+            "rule": f"[{has}].exists_one(x, x)",
+            "message": "a volume needs exactly one source (e.g. persistentVolumeClaim, secret, emptyDir)",
+        }
+    ]
+
+
+def _cluster_rules() -> list[dict[str, str]]:
+    q = KUEUE_QUEUE_LABEL
+    head = f"(has(self.head) && has(self.head.labels) && '{q}' in self.head.labels ? [self.head.labels['{q}']] : [])"
+    pools = f"(has(self.nodePools) ? self.nodePools.filter(p, has(p.labels) && '{q}' in p.labels)" + (
+        f".map(p, p.labels['{q}']) : [])"
+    )
+    queues = f"({head} + {pools})"
+    return [
+        {
+            "rule": f"size({queues}) == 0 || {queues}.all(x, x == {queues}[0])",
+            "message": f"spec.cluster: the head and node pools name different Kueue queues in {q}: Kueue admits "
+            "the RayCluster whole, so give them all the same queue",
+        }
+    ]
+
+
+def _shape_pods(schema: dict[str, Any]) -> None:
+    cluster = schema["properties"]["cluster"]
+    head = cluster["properties"]["head"]
+    pool = cluster["properties"]["nodePools"]["items"]
+    for obj, where in ((head, "spec.cluster.head"), (pool, "spec.cluster.nodePools[]")):
+        obj["x-kubernetes-validations"] = _pod_shape_rules(where)
+        volumes = obj["properties"]["volumes"]
+        volumes["x-kubernetes-list-type"] = "map"
+        volumes["x-kubernetes-list-map-keys"] = ["name"]
+        _volume_items(volumes["items"])
+    cluster["x-kubernetes-validations"] = _cluster_rules()
+
+
 def spec_schema() -> dict[str, Any]:
     """The structural OpenAPI v3 schema of `spec`, with CEL rules."""
     raw = FederationSpec.model_json_schema(by_alias=True, mode="validation")
@@ -209,7 +347,8 @@ def spec_schema() -> dict[str, Any]:
     pool["x-kubernetes-list-type"] = "map"
     pool["x-kubernetes-list-map-keys"] = ["name"]
     pool["items"]["required"] = ["name"]
-    for path, rules in _NESTED_RULES.items():
+    _shape_pods(schema)
+    for path, rules in {**_NESTED_RULES, **_runtime_env_rules()}.items():
         node = schema
         for part in path:
             node = node["properties"][part]

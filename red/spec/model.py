@@ -10,10 +10,13 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from red._version import __version__
+from red.spec.base import Model as Model  # re-exported: the base of every spec model
+from red.spec.pods import KUEUE_QUEUE_LABEL, PodShape, ServiceAccountSpec, memory_bytes
+from red.spec.runtime_env import RuntimeEnvSpec
 
 API_VERSION = "red.dev/v1alpha1"
 KIND = "Federation"
@@ -32,6 +35,7 @@ ENGINE_IMAGE = f"ghcr.io/red-dev/red-engine:{__version__}"
 # `<federation>-<suffix>` and KubeRay adds its own suffixes to pod names.
 MAX_NAME_LENGTH = 40
 MAX_POOL_NAME_LENGTH = 30
+MAX_NODE_POOLS = 16
 MAX_EDGES = 20_000
 MAX_NODE_ID_LENGTH = 63
 MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit
@@ -53,12 +57,6 @@ def _non_finite(value: Any, path: str) -> str | None:
     return None
 
 
-class Model(BaseModel):
-    """Base: camelCase aliases, unknown fields rejected (a typo must not be silently ignored)."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False
-    )
 
 
 class NamedParams(Model):
@@ -155,12 +153,37 @@ class Toleration(Model):
     toleration_seconds: int | None = None
 
 
-class HeadSpec(Model):
+class _HeadResources(Model):
     cpu: str = Field(default="1", description="Head container CPU (Kubernetes quantity).")
     memory: str = Field(default="2Gi", description="Head container memory (Kubernetes quantity).")
 
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        memory_bytes(v)
+        return v
 
-class NodePool(Model):
+
+# PodShape first among the bases, so that its fields come after the resources in docs and `red explain`.
+class HeadSpec(PodShape, _HeadResources):
+    """The Ray head pod."""
+
+    @model_validator(mode="after")
+    def _store_fits(self) -> HeadSpec:
+        _check_store(self, self.memory)
+        return self
+
+
+def _check_store(pod: PodShape, memory: str) -> None:
+    store, _ = pod.shm_bytes(memory)
+    if store >= memory_bytes(memory):
+        raise ValueError(
+            f"objectStoreMemory ({pod.object_store_memory}) must be below the pod's memory ({memory}): Ray's "
+            "object store lives in /dev/shm, which counts against it"
+        )
+
+
+class _PoolResources(Model):
     name: str = Field(description="Worker group name (DNS label).")
     gpus_per_worker: int = Field(default=1, ge=0, description="nvidia.com/gpu limit per worker pod.")
     cpus_per_worker: str = Field(default="4", description="CPU per worker pod (Kubernetes quantity).")
@@ -178,6 +201,21 @@ class NodePool(Model):
                 f"must be a lowercase DNS label of at most {MAX_POOL_NAME_LENGTH} characters, e.g. 'h100'"
             )
         return v
+
+    @field_validator("memory_per_worker")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        memory_bytes(v)
+        return v
+
+
+class NodePool(PodShape, _PoolResources):
+    """A worker group: one per kind of node (e.g. a GPU pool)."""
+
+    @model_validator(mode="after")
+    def _store_fits(self) -> NodePool:
+        _check_store(self, self.memory_per_worker)
+        return self
 
 
 class ClusterSpec(Model):
@@ -199,7 +237,26 @@ class ClusterSpec(Model):
         "be another Federation's cluster.",
     )
     head: HeadSpec = Field(default_factory=HeadSpec)
-    node_pools: list[NodePool] = Field(default_factory=list)
+    # Bounded so that the CRD's CEL rules on each pool have a cost the API server accepts.
+    node_pools: list[NodePool] = Field(default_factory=list, max_length=MAX_NODE_POOLS)
+    service_account: ServiceAccountSpec = Field(default_factory=ServiceAccountSpec)
+
+    @model_validator(mode="after")
+    def _one_queue(self) -> ClusterSpec:
+        # Kueue admits the RayCluster as one workload: its pods cannot sit in different queues.
+        queues = {p.labels[KUEUE_QUEUE_LABEL] for p in (self.head, *self.node_pools) if KUEUE_QUEUE_LABEL in p.labels}
+        if len(queues) > 1:
+            raise ValueError(
+                f"the head and node pools name different Kueue queues ({', '.join(sorted(queues))}) in "
+                f"{KUEUE_QUEUE_LABEL}: Kueue admits the RayCluster whole, so give them all the same queue"
+            )
+        return self
+
+    @property
+    def queue_name(self) -> str | None:
+        """The Kueue queue any of the pods names (one at most), carried on the RayCluster."""
+        pods = (self.head, *self.node_pools)
+        return next((p.labels[KUEUE_QUEUE_LABEL] for p in pods if KUEUE_QUEUE_LABEL in p.labels), None)
 
     @field_validator("existing_cluster", mode="before")
     @classmethod
@@ -248,21 +305,16 @@ class FederationSpec(Model):
         default=300, ge=10, description="Operator: no engine report for this long sets Stalled."
     )
     cluster: ClusterSpec = Field(default_factory=ClusterSpec)
+    runtime_env: RuntimeEnvSpec = Field(
+        default_factory=RuntimeEnvSpec,
+        description="Your own code and settings for the Ray job (Ray's runtime_env, plus modules to import).",
+    )
 
     @field_validator("schema_")
     @classmethod
-    def _schema_name(cls, v: str, info: ValidationInfo) -> str:
+    def _schema_name(cls, v: str) -> str:
         if not v:
             raise ValueError("must name a schema, e.g. 'star'")
-        ctx = info.context or {}
-        if ctx.get("check_registry", False):
-            from red.registry import schemas
-
-            if v not in schemas:
-                raise ValueError(
-                    f"unknown schema {v!r}; use one of {', '.join(schemas.names())}, or register a "
-                    "custom schema with @red.schemas.register"
-                )
         return v
 
     @model_validator(mode="after")
@@ -321,17 +373,27 @@ class FederationSpec(Model):
                 f"spec.topology.clusterSize ({self.topology.cluster_size}) must be <= clients "
                 f"({self.clients})"
             )
-        if ctx.get("check_registry", False):
-            from red.registry import algorithms, tasks
+        # Code shipped in runtimeEnv registers its names on the cluster only: the engine checks them there.
+        if ctx.get("check_registry", False) and not self.runtime_env.ships_code:
+            problems.extend(self.unknown_names())
+        return problems
 
-            for what, reg, name in (
-                ("algorithm", algorithms, self.algorithm.name),
-                ("task", tasks, self.task.name),
-            ):
-                if name not in reg:
-                    problems.append(
-                        f"spec.{what}.name: unknown {what} {name!r}; use one of {', '.join(reg.names())}"
-                    )
+    def unknown_names(self) -> list[str]:
+        """One problem per schema, algorithm or task name that nothing registered (imports the registry)."""
+        from red.registry import algorithms, schemas, tasks
+
+        problems = []
+        if self.schema_ not in schemas:
+            problems.append(
+                f"spec.schema: unknown schema {self.schema_!r}; use one of {', '.join(schemas.names())}, or "
+                "register a custom schema with @red.schemas.register"
+            )
+        for what, reg, name in (
+            ("algorithm", algorithms, self.algorithm.name),
+            ("task", tasks, self.task.name),
+        ):
+            if name not in reg:
+                problems.append(f"spec.{what}.name: unknown {what} {name!r}; use one of {', '.join(reg.names())}")
         return problems
 
     @property

@@ -67,7 +67,9 @@ def test_cel_rules_cover_cross_field_and_immutable_fields() -> None:
 def test_no_embedded_pod_template() -> None:
     text = crd.render()
     assert "containers" not in text and "PodTemplateSpec" not in text
-    assert len(text) < 40_000
+    # Pod shaping (head and pools) names Kubernetes' volume sources and keeps their bodies as given; the
+    # whole stays far below client-side apply's 262,144-byte annotation limit (KubeRay's CRD is ~930 KB).
+    assert len(text) < 100_000
 
 
 def test_generator_does_not_import_kubernetes() -> None:

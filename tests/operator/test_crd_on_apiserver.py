@@ -90,6 +90,67 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
         spec_with(cluster={"existingCluster": "Shared_Cluster"}),
         "spec.cluster.existingCluster in body should match",
     ),
+    # spec.runtimeEnv and pod shaping (issue 10, items 1 and 2)
+    (
+        "local working dir",
+        spec_with(runtimeEnv={"workingDir": "./src"}),
+        "spec.runtimeEnv.workingDir must be an archive URI the cluster can fetch",
+    ),
+    (
+        "py module not an archive",
+        spec_with(runtimeEnv={"pyModules": ["https://h/pkg"]}),
+        "spec.runtimeEnv.pyModules must be archive or wheel URIs",
+    ),
+    (
+        "reserved job env",
+        spec_with(runtimeEnv={"envVars": {"RAY_ADDRESS": "x"}}),
+        "spec.runtimeEnv.envVars may not set RAY_*, RED_* or KUBECONFIG",
+    ),
+    (
+        "import not a module",
+        spec_with(runtimeEnv={"imports": ["a/b.py"]}),
+        "spec.runtimeEnv.imports[0] in body should match",
+    ),
+    (
+        "mount of an undeclared volume",
+        with_pool(volumeMounts=[{"name": "data", "mountPath": "/data"}]),
+        "spec.cluster.nodePools[].volumeMounts names a volume that is not among its volumes",
+    ),
+    (
+        "Red's volume name",
+        spec_with(cluster={"head": {"volumes": [{"name": "dshm", "emptyDir": {}}]}}),
+        "'dshm' and names starting with 'red-' are Red's own volumes",
+    ),
+    (
+        "volume with two sources",
+        with_pool(volumes=[{"name": "d", "emptyDir": {}, "secret": {"secretName": "s"}}]),
+        "a volume needs exactly one source",
+    ),
+    (
+        "misspelt volume source",
+        with_pool(volumes=[{"name": "d", "persistentVolumeClaims": {"claimName": "c"}}]),
+        'unknown field "spec.cluster.nodePools[0].volumes[0].persistentVolumeClaims"',
+    ),
+    (
+        "reserved label",
+        spec_with(cluster={"head": {"labels": {"ray.io/node-type": "x"}}}),
+        "spec.cluster.head.labels: keys under red.dev/, ray.io/, app.kubernetes.io/ are set by Red and KubeRay",
+    ),
+    (
+        "KubeRay's env",
+        with_pool(env=[{"name": "RAY_AUTH_TOKEN", "value": "x"}]),
+        "spec.cluster.nodePools[].env sets a variable KubeRay or Red sets on the Ray pods",
+    ),
+    (
+        "two Kueue queues",
+        spec_with(
+            cluster={
+                "head": {"labels": {"kueue.x-k8s.io/queue-name": "a"}},
+                "nodePools": [{"name": "gpu", "labels": {"kueue.x-k8s.io/queue-name": "b"}}],
+            }
+        ),
+        "the head and node pools name different Kueue queues",
+    ),
 ]
 
 
@@ -111,7 +172,7 @@ def test_good_input_is_accepted(kube_cluster: KubeCluster, kube_namespace: str, 
     )
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "examples").rglob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_is_accepted(
     kube_cluster: KubeCluster, kube_namespace: str, federation_crd: str, path: Any
 ) -> None:
