@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from red.errors import RegistryError, SpecError
+from red.errors import SpecError
 from red.jobs import (
     TERMINAL,
     Cluster,
@@ -25,7 +25,7 @@ from red.jobs import (
     connect,
     entrypoint,
     exit_code,
-    runtime_env,
+    for_submit,
     split_events,
     submission_id,
 )
@@ -34,7 +34,7 @@ POLL_SECONDS = 1.0
 
 
 def submit(args: argparse.Namespace) -> int:
-    from red.spec import load_federation
+    from red.spec import federation_from_yaml, load_federation
 
     if args.rounds is not None and args.rounds < 1:
         raise SpecError(f"--rounds must be >= 1, got {args.rounds}")
@@ -44,15 +44,27 @@ def submit(args: argparse.Namespace) -> int:
         if not wd.is_dir():
             raise JobError(f"--working-dir {args.working_dir}: not a folder; name the folder with your code")
         working_dir = str(wd.resolve())
-    check_registry = _import_here(args.imports, working_dir)
-    fed = load_federation(args.file, check_registry=check_registry)
-    text = Path(args.file).read_text()
+    import yaml
+
+    if args.file == "-":
+        text, base = sys.stdin.read(), Path.cwd()
+        fed = federation_from_yaml(text, check_registry=False)
+    else:
+        fed = load_federation(args.file, check_registry=False)  # a missing or bad file: `red validate`'s error
+        text, base = Path(args.file).read_text(), Path(args.file).resolve().parent
+    doc = yaml.safe_load(text)
+    local_dir = working_dir or next(iter(fed.spec.runtime_env.local_paths()), None)
+    imports = [*fed.spec.runtime_env.imports, *args.imports]
+    check_registry = _import_here(imports, str(base / local_dir) if local_dir else None)
+    if check_registry:
+        federation_from_yaml(text, source=args.file)  # the names, now that the shipped modules are imported here
+    job_env = for_submit(doc, base, working_dir, list(args.imports))
 
     cluster = connect(args.address, args.token_file)
     sid = cluster.submit(
         entrypoint=entrypoint(args.rounds),
         submission_id=submission_id(fed.name),
-        runtime_env=runtime_env(text, working_dir, list(args.imports)),
+        runtime_env=job_env,
         metadata={"red.dev/federation": fed.name},
     )
     if args.json:
@@ -67,18 +79,19 @@ def submit(args: argparse.Namespace) -> int:
 
 
 def _import_here(imports: list[str], working_dir: str | None) -> bool:
-    """Import the --import modules here too (from --working-dir), so the spec's names are checked before
+    """Import the shipped modules here too (from the working dir), so the spec's names are checked before
     anything is submitted. Code that imports only on the cluster (packages installed there) is checked
     there instead: returns False then, with a warning."""
     if not imports:
         return True
-    from red.registry import import_modules
+    from red.spec.runtime_env import RuntimeEnvSpec
+    from red.user_code import import_modules
 
     sys.path.insert(0, working_dir or str(Path.cwd()))
     try:
-        import_modules(imports)
-    except RegistryError as err:
-        print(f"warning: {err} The cluster checks the names instead.", file=sys.stderr)
+        import_modules(RuntimeEnvSpec(imports=imports))
+    except SpecError as err:
+        print(f"warning: {err}. The cluster checks the names instead.", file=sys.stderr)
         return False
     return True
 

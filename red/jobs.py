@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from red.errors import RedError
 
 ADDRESS_ENV = "RAY_ADDRESS"
@@ -120,16 +122,46 @@ def submission_id(federation: str) -> str:
     return f"red-{federation}-{secrets.token_hex(4)}"
 
 
-def runtime_env(spec_yaml: str, working_dir: str | None, imports: list[str]) -> dict[str, Any]:
-    from red.registry import IMPORTS_ENV
+def for_submit(spec: dict[str, Any], base: Path, working_dir: str | None, imports: list[str]) -> dict[str, Any]:
+    """The job's Ray `runtime_env` for a Federation document (`spec` is its parsed YAML, changed in place).
 
-    env_vars = {SPEC_ENV: spec_yaml}
-    if imports:
-        env_vars[IMPORTS_ENV] = ",".join(imports)
-    out: dict[str, Any] = {"env_vars": env_vars}
-    if working_dir:
-        out["working_dir"] = working_dir
+    `spec.runtimeEnv` speaks for the code, as on Kubernetes: its workingDir, pyModules and pip become the
+    job's (local paths, read from `base`, are uploaded by Ray; `--working-dir` wins over workingDir), and
+    leave the spec the job's `red run` reads, which on the cluster only imports `imports` (plus `--import`)
+    and sets envVars. One mechanism for shipped code everywhere: `spec.runtimeEnv.imports`."""
+    body = spec.setdefault("spec", {})
+    rt = dict(body.get("runtimeEnv") or {})
+    out: dict[str, Any] = {}
+    wd = working_dir or rt.pop("workingDir", None)
+    rt.pop("workingDir", None)
+    if wd:
+        out["working_dir"] = _local_or_uri(str(wd), base)
+    modules = [_local_or_uri(str(m), base) for m in rt.pop("pyModules", None) or []]
+    if modules:
+        out["py_modules"] = modules
+    pip = rt.pop("pip", None)
+    if pip:
+        out["pip"] = list(pip)
+    rt["imports"] = [*(rt.get("imports") or []), *(m for m in imports if m not in (rt.get("imports") or []))]
+    if not rt["imports"]:
+        rt.pop("imports")
+    if rt:
+        body["runtimeEnv"] = rt
+    else:
+        body.pop("runtimeEnv", None)
+    out["env_vars"] = {SPEC_ENV: yaml.safe_dump(spec, sort_keys=False)}
     return out
+
+
+def _local_or_uri(path: str, base: Path) -> str:
+    from red.spec.runtime_env import uri_scheme
+
+    if uri_scheme(path) is not None:
+        return path
+    resolved = (base / path).resolve()
+    if not resolved.exists():
+        raise JobError(f"{path}: no such file or folder (read from {base}); name the folder with your code")
+    return str(resolved)
 
 
 def split_events(chunk: str, pending: str) -> tuple[list[str], str]:

@@ -12,46 +12,20 @@ operator) never imports Ray or torch. User code adds entries with the decorator:
             return nx.relabel_nodes(nx.lollipop_graph(3, len(ids) - 3), dict(enumerate(ids)))
 
 or through the ``red.schemas`` / ``red.algorithms`` / ``red.tasks`` entry-point groups of an installed
-package, so that a YAML file can name them. Code that is not installed (a Ray job's working_dir, e.g.
-``red submit --working-dir . --import my_tasks``) is imported by module name from ``RED_IMPORTS``
-(comma-separated) the first time a name is looked up.
+package, so that a YAML file can name them. Code that is not installed (a Ray job's working_dir) is
+listed in ``spec.runtimeEnv.imports``; the engine imports it before it looks names up (`red.user_code`).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
 from red.errors import RegistryError
 
 T = TypeVar("T")
-
-IMPORTS_ENV = "RED_IMPORTS"
-_env_imported = False
-
-
-def import_modules(modules: Iterable[str], *, source: str = "--import") -> None:
-    """Import user modules so that the names they register (``@red.tasks.register``) are known."""
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except Exception as err:  # the user's code: any error is theirs to see, in one line
-            raise RegistryError(
-                f"cannot import {module!r} (named in {source}): {type(err).__name__}: {err}. Ship it with "
-                "--working-dir (Ray puts that folder on the path) or install it where Red runs."
-            ) from None
-
-
-def _import_from_env() -> None:
-    global _env_imported
-    if _env_imported:
-        return
-    _env_imported = True
-    modules = [m.strip() for m in os.environ.get(IMPORTS_ENV, "").split(",") if m.strip()]
-    import_modules(modules, source=IMPORTS_ENV)
 
 
 class Registry(Generic[T]):
@@ -89,7 +63,7 @@ class Registry(Generic[T]):
         if name in self._objects:
             return self._objects[name]
         self._load_entry_points()
-        if name in self._objects:  # registered by a module RED_IMPORTS named
+        if name in self._objects:
             return self._objects[name]
         path = self._paths.get(name)
         if path is None:
@@ -107,7 +81,6 @@ class Registry(Generic[T]):
         if self._entry_points_loaded:
             return
         self._entry_points_loaded = True
-        _import_from_env()
         for ep in entry_points(group=self.group):
             self._paths.setdefault(ep.name, ep.value)
 

@@ -71,7 +71,7 @@ class Settings:
 
     extra_engine_env: dict[str, str] = field(default_factory=dict)
     """Extra environment for the engine job (e.g. RED_LOG_LEVEL), from the environment as a JSON object:
-    RED_OPERATOR_EXTRA_ENGINE_ENV='{"RED_IMPORTS": "my_tasks"}'."""
+    RED_OPERATOR_EXTRA_ENGINE_ENV='{"RED_LOG_LEVEL": "DEBUG"}'."""
 
     def plugins(self) -> list[tuple[str, str]]:
         """`engine_plugins` as (kind, name) pairs; kind is task, algorithm or schema."""

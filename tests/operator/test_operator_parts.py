@@ -145,7 +145,7 @@ def test_rbac_is_not_a_wildcard() -> None:
 @pytest.mark.parametrize(
     ("raw", "expect"),
     [
-        ('{"RED_IMPORTS": "my_tasks", "B": "2"}', {"RED_IMPORTS": "my_tasks", "B": "2"}),
+        ('{"RED_LOG_LEVEL": "DEBUG", "B": "2"}', {"RED_LOG_LEVEL": "DEBUG", "B": "2"}),
         ("", {}),
         ("  ", {}),
         ("{}", {}),

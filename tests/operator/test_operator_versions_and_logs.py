@@ -45,8 +45,7 @@ def test_versions_on_success_and_the_error_of_a_raising_task(
     # The engine image would carry the task; here the job's environment points at the folder.
     pythonpath = os.pathsep.join([str(code), *filter(None, [os.environ.get("PYTHONPATH")])])
     env = {
-        "RED_OPERATOR_ENGINE_PLUGINS": "task:raises-at-start",
-        "RED_OPERATOR_EXTRA_ENGINE_ENV": json.dumps({"RED_IMPORTS": "raising_task", "PYTHONPATH": pythonpath}),
+        "RED_OPERATOR_EXTRA_ENGINE_ENV": json.dumps({"PYTHONPATH": pythonpath}),
         "RED_OPERATOR_ENGINE_IMAGE": IMAGE,
     }
     op = start_operator(
@@ -62,7 +61,10 @@ def test_versions_on_success_and_the_error_of_a_raising_task(
         apply(
             kube_cluster,
             ns,
-            federation("raiser", rounds=2, clients=2, backoffLimit=0, task={"name": "raises-at-start"}),
+            federation(
+                "raiser", rounds=2, clients=2, backoffLimit=0, task={"name": "raises-at-start"},
+                runtimeEnv={"imports": ["raising_task"]},
+            ),
         )
 
         def finished(name: str) -> bool:

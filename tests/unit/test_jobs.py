@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from red.jobs import (
     JobError,
@@ -16,12 +17,11 @@ from red.jobs import (
     dashboard_address,
     entrypoint,
     exit_code,
+    for_submit,
     read_token,
-    runtime_env,
     split_events,
     submission_id,
 )
-from red.registry import IMPORTS_ENV
 from tests.helpers import ROOT
 
 
@@ -109,8 +109,8 @@ def test_exit_code_matches_red_run(status: str, driver: int | None, code: int) -
 
 def test_entrypoint_runs_red_run_on_the_yaml_from_the_environment(tmp_path: Path) -> None:
     """The command the job runs, run here by the same shell: `red run -` reads the YAML the env carries."""
-    yaml_text = "apiVersion: red.dev/v1alpha1\nkind: Federation\nmetadata: {name: e}\nspec: {rounds: 0}\n"
-    env = {**os.environ, **runtime_env(yaml_text, None, [])["env_vars"]}
+    doc = {"apiVersion": "red.dev/v1alpha1", "kind": "Federation", "metadata": {"name": "e"}, "spec": {"rounds": 0}}
+    env = {**os.environ, **for_submit(doc, tmp_path, None, [])["env_vars"]}
     cmd = entrypoint(rounds=3).replace("python", sys.executable, 1)
     res = subprocess.run(cmd, shell=True, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert res.returncode == 2, res.stderr  # invalid: the spec reached `red run` intact
@@ -118,13 +118,30 @@ def test_entrypoint_runs_red_run_on_the_yaml_from_the_environment(tmp_path: Path
     assert "--rounds 3" in cmd and "--json" in cmd and "--address auto" in cmd
 
 
-def test_runtime_env_ships_the_spec_the_folder_and_the_imports() -> None:
-    env = runtime_env("kind: Federation", "/code", ["my_tasks", "more"])
-    assert env == {
-        "env_vars": {"RED_FEDERATION_YAML": "kind: Federation", IMPORTS_ENV: "my_tasks,more"},
-        "working_dir": "/code",
-    }
-    assert runtime_env("x", None, []) == {"env_vars": {"RED_FEDERATION_YAML": "x"}}
+def test_for_submit_moves_the_code_to_the_job_and_keeps_imports_in_the_spec(tmp_path: Path) -> None:
+    """One mechanism for shipped code: the job's runtime_env carries the code (local paths resolved from
+    the spec's folder), the spec the job's `red run` reads keeps only imports (plus --import) and envVars."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "lib").mkdir()
+    rt = {"workingDir": "code", "pyModules": ["lib", "https://example.com/m.zip"], "pip": ["tqdm"],
+          "envVars": {"A": "1"}, "imports": ["my_tasks"]}
+    doc = {"kind": "Federation", "spec": {"rounds": 2, "runtimeEnv": rt}}
+    env = for_submit(doc, tmp_path, None, ["more", "my_tasks"])
+    assert env["working_dir"] == str(tmp_path / "code")
+    assert env["py_modules"] == [str(tmp_path / "lib"), "https://example.com/m.zip"]
+    assert env["pip"] == ["tqdm"]
+    sent = yaml.safe_load(env["env_vars"]["RED_FEDERATION_YAML"])
+    assert sent["spec"]["runtimeEnv"] == {"envVars": {"A": "1"}, "imports": ["my_tasks", "more"]}
+    # --working-dir wins; a spec without runtimeEnv gets one only for --import.
+    doc = {"kind": "Federation", "spec": {"rounds": 2}}
+    env = for_submit(doc, tmp_path, str(tmp_path / "lib"), ["m"])
+    assert env["working_dir"] == str(tmp_path / "lib")
+    assert yaml.safe_load(env["env_vars"]["RED_FEDERATION_YAML"])["spec"]["runtimeEnv"] == {"imports": ["m"]}
+    assert "runtimeEnv" not in yaml.safe_load(
+        for_submit({"spec": {}}, tmp_path, None, [])["env_vars"]["RED_FEDERATION_YAML"]
+    )["spec"]
+    with pytest.raises(JobError, match="missing: no such file or folder"):
+        for_submit({"spec": {"runtimeEnv": {"workingDir": "missing"}}}, tmp_path, None, [])
 
 
 def test_submission_ids_are_readable_and_unique() -> None:

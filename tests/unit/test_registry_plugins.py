@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import pytest
 
 from red.registry import Registry
 from red.spec import federation_from_dict
-from tests.helpers import ROOT, fed_dict
+from tests.helpers import fed_dict
 
 
 def test_decorator_makes_a_name_valid_in_yaml() -> None:
@@ -45,27 +43,3 @@ def test_entry_point_of_an_installed_package(tmp_path: Path, monkeypatch: pytest
     assert "fancy" in reg.names()
     assert reg.get("fancy").__name__ == "Fancy"  # type: ignore[attr-defined]
     sys.modules.pop("redplugin_demo", None)
-
-
-def _lookup(tmp_path: Path, imports: str, name: str) -> subprocess.CompletedProcess[str]:
-    code = f"from red.registry import tasks; print(tasks.get({name!r}).__name__)"
-    env = {**os.environ, "RED_IMPORTS": imports, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-
-
-def test_red_imports_makes_a_self_registering_task_known_by_name(tmp_path: Path) -> None:
-    # A fresh process: what the engine does when a job's environment names the modules.
-    (tmp_path / "shipped_tasks.py").write_text(
-        "import red.tasks\n\n@red.tasks.register('shipped')\nclass Shipped:\n    pass\n"
-    )
-    res = _lookup(tmp_path, "shipped_tasks", "shipped")
-    assert res.returncode == 0 and res.stdout.strip() == "Shipped", res.stderr
-    res = _lookup(tmp_path, "", "shipped")
-    assert res.returncode != 0 and "unknown task 'shipped'" in res.stderr
-
-
-def test_red_imports_names_the_module_that_cannot_be_imported(tmp_path: Path) -> None:
-    (tmp_path / "broken_tasks.py").write_text("import not_installed_anywhere\n")
-    res = _lookup(tmp_path, "broken_tasks", "digits-x")
-    assert res.returncode != 0
-    assert "cannot import 'broken_tasks' (named in RED_IMPORTS): ModuleNotFoundError" in res.stderr
