@@ -34,7 +34,12 @@ RULES: list[PolicyRule] = [
     # Owned per-Federation objects: the token Secret, the report ConfigMap, the engine's identity.
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "delete"]},
     # (update and patch also because granting the engine's Role requires holding what it grants)
-    {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "delete", "patch", "update"]},
+    # list/watch: the operator's informer of report ConfigMaps (label red.dev/federation, server-side).
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "verbs": ["get", "list", "watch", "create", "delete", "patch", "update"],
+    },
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create", "delete"]},
     # Out-of-cluster runs only (--engine-kubeconfig-dir): a token for the engine's ServiceAccount.
     {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
@@ -45,4 +50,10 @@ RULES: list[PolicyRule] = [
     },
     # Events on every transition (kopf posts them).
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+]
+
+# Leader election only (chart value leaderElection.enabled): the Lease the replicas compete for, in the
+# operator's own namespace (a Role there, not a cluster-wide grant).
+LEASE_RULES: list[PolicyRule] = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
 ]

@@ -54,7 +54,7 @@ def start_operator(
     token_file: Path,
     namespaces: list[str] | None = None,
     env: dict[str, str] | None = None,
-    reconcile_seconds: float = 1.0,
+    job_poll_seconds: float = 1.0,
     log_name: str = "operator.log",
 ) -> OperatorProcess:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -72,8 +72,8 @@ def start_operator(
         str(token_file),
         "--engine-kubeconfig-dir",
         str(workdir / "engine-kubeconfigs"),
-        "--reconcile-seconds",
-        str(reconcile_seconds),
+        "--job-poll-seconds",
+        str(job_poll_seconds),
         "--metrics-port",
         str(metrics_port),
         "--liveness-port",

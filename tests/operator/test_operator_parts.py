@@ -65,16 +65,19 @@ def test_settings_from_env_and_cli() -> None:
     s = Settings.from_env(
         {
             "RED_OPERATOR_DASHBOARD_URL_TEMPLATE": "http://127.0.0.1:1/",
-            "RED_OPERATOR_RECONCILE_INTERVAL_SECONDS": "0.5",
+            "RED_OPERATOR_JOB_POLL_SECONDS": "0.5",
+            "RED_OPERATOR_LEADER_ELECTION": "true",
             "RED_OPERATOR_ENGINE_KUBECONFIG_DIR": "/tmp/k",
         }
     )
     assert s.dashboard_url_template == "http://127.0.0.1:1/"
-    assert s.reconcile_interval_seconds == 0.5 and s.engine_kubeconfig_dir == Path("/tmp/k")
+    assert s.job_poll_seconds == 0.5 and s.leader_election and s.engine_kubeconfig_dir == Path("/tmp/k")
     assert Settings.from_env({}).dashboard_url_template == DEFAULT_DASHBOARD_URL
     args = _parser().parse_args(["--dashboard-url-template", "http://x:1", "--ray-token-file", "/t"])
     s2 = settings_from_args(args, env={})
     assert s2.dashboard_url_template == "http://x:1" and s2.ray_token_file == Path("/t")
+    # The old flag still sets the only interval left of the old timer's job.
+    assert settings_from_args(_parser().parse_args(["--reconcile-seconds", "3"]), env={}).job_poll_seconds == 3
 
 
 @pytest.mark.parametrize(

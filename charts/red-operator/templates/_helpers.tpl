@@ -83,9 +83,10 @@ Split in two because a namespaced Role cannot grant cluster-scoped resources.
   resources: ["secrets"]
   verbs: ["get", "create", "delete"]
 # update/patch too: granting the engine's Role (update of one ConfigMap) requires holding it.
+# list/watch: the operator's informer of report ConfigMaps (label red.dev/federation, server-side).
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "create", "delete", "patch", "update"]
+  verbs: ["get", "list", "watch", "create", "delete", "patch", "update"]
 - apiGroups: [""]
   resources: ["serviceaccounts"]
   verbs: ["get", "create", "delete"]
