@@ -215,7 +215,11 @@ def start_audited_cluster(name: str) -> tuple[KubeCluster, Path]:
     os.environ["RED_CLUSTER_AUDIT"] = "1"
     cluster = cluster_up(name)
     cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds" / "federation.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/federations.red.dev", "--timeout=60s")
+    for attempt in range(3):  # `kubectl wait` errors while the new CRD has no conditions yet
+        wait = ("wait", "--for=condition=Established", "crd/federations.red.dev", "--timeout=60s")
+        if cluster.kubectl(*wait, check=attempt == 2).returncode == 0:
+            break
+        time.sleep(2)
     return cluster, cluster.state_dir / "audit.log"
 
 
