@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         with standby_health(args.bind, args.liveness_port):
             if not elector.wait_until_leader():
                 return 0
+            metrics.LEADER.set(1)
         elector.keep_renewing(on_lost=_lost_lease)
     metrics.LEADER.set(1)
     try:

@@ -157,8 +157,9 @@ def test_killing_the_leader_hands_over_without_double_submission_or_lost_status(
     ns, name = kube_namespace, "failover"
     leader = wait_until("a leader", lambda: leader_of(kube_cluster, ns, two_operators), timeout_s=60)
     standby = next(op for op in two_operators if op is not leader)
+    # The gauge follows the Lease within moments (set right after the Lease is won).
+    wait_until("the leader's gauge", lambda: "red_operator_leader 1.0" in leader.metrics(), timeout_s=30)
     assert "red_operator_leader 0.0" in standby.metrics()
-    assert "red_operator_leader 1.0" in leader.metrics()
 
     apply(kube_cluster, ns, federation(name, rounds=10))
     wait_until("a round reported", lambda: (status(kube_cluster, ns, name).get("round") or 0) >= 1, timeout_s=300)
@@ -167,7 +168,7 @@ def test_killing_the_leader_hands_over_without_double_submission_or_lost_status(
     leader.kill()  # a crash: no chance to release the Lease
     wait_until("the standby to lead", lambda: leader_of(kube_cluster, ns, [standby]), timeout_s=60)
     print(f"takeover after the leader's death: {time.monotonic() - t0:.1f} s (lease duration 6 s)")
-    assert "red_operator_leader 1.0" in standby.metrics()
+    wait_until("the new leader's gauge", lambda: "red_operator_leader 1.0" in standby.metrics(), timeout_s=30)
 
     rounds = run_to_the_end(kube_cluster, ns, name)
     check_one_job_and_continuity(kube_cluster, ns, name, ray_head, before, rounds)
