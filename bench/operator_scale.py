@@ -2,6 +2,9 @@
 
     python bench/operator_scale.py budget [--per-state 3] [--window 120] [--states idle-creating running finished]
     python bench/operator_scale.py fleet  [--count 1000] [--window 60]
+    python bench/operator_scale.py all    [--per-state 3] [--window 120] [--count 1000] [--fleet-window 60]
+
+`all` runs the budget (every state), then the fleet, and prints both (each on its own cluster).
 
 Both start their own cluster (e2e/cluster with the API server's audit log on: RED_CLUSTER_AUDIT=1), a
 real local Ray head and the operator, and stop them all. The operator's requests are the audit log's
@@ -227,7 +230,7 @@ def start_audited_cluster(name: str) -> tuple[KubeCluster, Path]:
 def budget(per_state: int, window_s: float, only: list[str]) -> int:
     from kubernetes import config
 
-    cluster, audit = start_audited_cluster("red-bench-budget")
+    cluster, audit = start_audited_cluster(os.environ.get("RED_CLUSTER_NAME", "red-bench") + "-budget")
     head, op = None, None
     work = Path(tempfile.mkdtemp(prefix="red-bench-budget-"))
     try:
@@ -328,7 +331,7 @@ def budget(per_state: int, window_s: float, only: list[str]) -> int:
 def fleet(count: int, window_s: float) -> int:
     from kubernetes import config
 
-    cluster, audit = start_audited_cluster("red-bench-fleet")
+    cluster, audit = start_audited_cluster(os.environ.get("RED_CLUSTER_NAME", "red-bench") + "-fleet")
     head, op = None, None
     ns_fed, ns_job = "fleet", "kuberay"
     try:
@@ -413,10 +416,20 @@ def main() -> int:
     f = sub.add_parser("fleet")
     f.add_argument("--count", type=int, default=1000)
     f.add_argument("--window", type=float, default=60)
+    a = sub.add_parser("all")
+    a.add_argument("--per-state", type=int, default=3)
+    a.add_argument("--window", type=float, default=120)
+    a.add_argument("--count", type=int, default=1000)
+    a.add_argument("--fleet-window", type=float, default=60)
     args = p.parse_args()
+    print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.what == "budget":
         return budget(args.per_state, args.window, args.states)
-    return fleet(args.count, args.window)
+    if args.what == "fleet":
+        return fleet(args.count, args.window)
+    return budget(args.per_state, args.window, ["idle-creating", "running", "finished"]) or fleet(
+        args.count, args.fleet_window
+    )
 
 
 if __name__ == "__main__":

@@ -76,6 +76,9 @@ OPERATOR_LEASE = {
     "RED_OPERATOR_LEASE_RENEW_DEADLINE_SECONDS": "4",
     "RED_OPERATOR_LEASE_RETRY_SECONDS": "1",
 }
+# client_0 sleeps 1 s a round: the run is still going when the leader goes (a fast engine can finish 10
+# rounds within a few report intervals, and the handover would then happen after the end).
+SLOW_TASK = {"name": "digits", "params": {"epochs": 1, "lr": 0.2, "slowdown": {"client_0": 1.0}}}
 
 
 @pytest.fixture
@@ -161,9 +164,10 @@ def test_killing_the_leader_hands_over_without_double_submission_or_lost_status(
     wait_until("the leader's gauge", lambda: "red_operator_leader 1.0" in leader.metrics(), timeout_s=30)
     assert "red_operator_leader 0.0" in standby.metrics()
 
-    apply(kube_cluster, ns, federation(name, rounds=10))
+    apply(kube_cluster, ns, federation(name, rounds=10, task=SLOW_TASK))
     wait_until("a round reported", lambda: (status(kube_cluster, ns, name).get("round") or 0) >= 1, timeout_s=300)
     before = status(kube_cluster, ns, name)
+    assert before["phase"] == "Running", before
     t0 = time.monotonic()
     leader.kill()  # a crash: no chance to release the Lease
     wait_until("the standby to lead", lambda: leader_of(kube_cluster, ns, [standby]), timeout_s=60)
@@ -181,9 +185,10 @@ def test_a_rolling_update_hands_over_at_once_without_interrupting_the_federation
     ns, name = kube_namespace, "rolling"
     leader = wait_until("a leader", lambda: leader_of(kube_cluster, ns, two_operators), timeout_s=60)
     standby = next(op for op in two_operators if op is not leader)
-    apply(kube_cluster, ns, federation(name, rounds=10))
+    apply(kube_cluster, ns, federation(name, rounds=10, task=SLOW_TASK))
     wait_until("a round reported", lambda: (status(kube_cluster, ns, name).get("round") or 0) >= 1, timeout_s=300)
     before = status(kube_cluster, ns, name)
+    assert before["phase"] == "Running", before
     leader.stop()  # SIGTERM, as the Deployment's rolling update sends: the leader releases the Lease
     assert leader.proc.returncode == 0, leader.logs()[-3000:]
     assert "released the Lease" in leader.logs()
