@@ -121,7 +121,7 @@ def run(counts: list[int]) -> int:
                 token_file=head.token_file,
                 namespaces=[ns],
                 env={"RED_OPERATOR_ENGINE_ENTRYPOINT": "python -c pass"},
-                reconcile_seconds=1.0,
+                job_poll_seconds=1.0,
             )
             watcher = Watcher(api, ns)
             try:

@@ -10,9 +10,16 @@ Layout (pure modules first, the cluster-facing ones after):
 * `status`     — fold observations into `Federation.status`
 * `decide`     — what the reconciler should do next, from the observations
 * `jobs`       — the Ray Jobs REST client
+* `requeue`    — when to reconcile again without an event: the phase, or a failed pass's backoff
 * `kube`       — thin Kubernetes API helpers
+* `informers`  — list+watch caches of RayClusters and Ray pods (410 Gone: relist)
+* `cached_kube`— `Kube` whose reads come from those caches
+* `workqueue`  — deduplicating, delaying queue of Federation keys
+* `events`     — post Kubernetes Events from any thread
 * `reconcile`  — one reconcile pass: observe, act, write status
-* `handlers`   — the kopf handlers (thin)
+* `controller` — watch events in, one pass per Federation at a time on worker threads, requeues
+* `leader`     — leader election on a Lease (several replicas, one reconciles)
+* `handlers`   — the kopf handlers (thin): Federation events and deletion
 * `engine_job` — the Ray job entrypoint that runs the engine and writes its report
 * `rbac`       — the rules the operator needs (the Helm chart is tested against them)
 * `settings`   — operator settings (env `RED_OPERATOR_*` or CLI flags)

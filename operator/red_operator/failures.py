@@ -1,13 +1,15 @@
 """When a reconcile pass fails: what to say, when to try again, and whether the operator is stuck.
 
 A pass that raises (the API server answered 422 to a RayCluster whose `cpusPerWorker` is "4 cores", a
-403 from missing RBAC, a timeout) is not retried every interval in silence: the Federation gets a
-`Synced=False` condition naming the call and the answer, a Warning Event, and the next try waits
-`backoff_seconds(n)` (doubling, capped). An answer that will not change by waiting (4xx other than
-409/429) also sets `Stalled=True` so `kubectl wait` and kstatus see it.
+403 from missing RBAC, a timeout) is not retried at once in silence: the Federation gets a `Synced=False`
+condition naming the call and the answer, a Warning Event, and the next try waits `backoff_seconds(n)`
+(doubling, capped). This is the only retry mechanism: the controller queues the Federation again when
+`Backoff` says (`requeue.next_pass_seconds`), and a watch event that comes earlier finds it still
+backing off. An answer that will not change by waiting (4xx other than 409/429) also sets
+`Stalled=True` so `kubectl wait` and kstatus see it.
 
 `Heartbeat` feeds the liveness probe: the operator is stuck when a pass runs longer than the limit,
-or when Federations exist but no pass finished within it.
+or when Federations exist but no worker finished a pass or came back to the queue within it.
 """
 
 from __future__ import annotations
@@ -94,9 +96,13 @@ class Backoff:
         self._lock = threading.Lock()
 
     def due(self, uid: str, now: datetime) -> bool:
+        return self.remaining(uid, now) <= 0
+
+    def remaining(self, uid: str, now: datetime) -> float:
+        """Seconds until the next try is due (0 when it is)."""
         with self._lock:
             at = self._due.get(uid)
-            return at is None or now >= at
+            return 0.0 if at is None else max(0.0, (at - now).total_seconds())
 
     def failed(self, uid: str, now: datetime) -> float:
         """Record a failure; returns the seconds until the next try."""
@@ -115,7 +121,8 @@ class Backoff:
 
 class Heartbeat:
     """Pass starts and ends per Federation, for the liveness probe. Thread-safe. A pass skipped for
-    backoff counts as finished: the operator answered promptly."""
+    backoff counts as finished, and so does a worker that found the queue empty (`idle`): reconciles are
+    event-driven, so a finished Federation may see no pass for many minutes while all is well."""
 
     def __init__(self) -> None:
         self._running: dict[int, datetime] = {}
@@ -136,6 +143,11 @@ class Heartbeat:
     def finished(self, token: int, now: datetime) -> None:
         with self._lock:
             self._running.pop(token, None)
+            self._last_progress = now
+
+    def idle(self, now: datetime) -> None:
+        """A worker came back to the queue and found nothing due: the operator is responsive."""
+        with self._lock:
             self._last_progress = now
 
     def forget(self, uid: str) -> None:

@@ -1,14 +1,15 @@
-"""The kopf handlers: thin. A timer reconciles each Federation level-based; deletion cleans up.
+"""The kopf handlers: thin. Federation events feed the controller; deletion cleans up.
 
-A timer (not create/update handlers) because the truth changes outside the Federation object: pods
-schedule, the Ray job advances, the engine writes its report. Every pass observes everything again, so
-an operator restart loses nothing: all state lives in the cluster and in `status`.
+kopf watches the Federations (one watch for all of them) and owns their finalizer; everything else —
+the work queue, the informers of RayClusters and Ray pods, the workers, the backoff of failed passes —
+is the controller's (`controller.py`). No timer: a pass runs when a watch event, a due requeue or the
+slow resync says so. An operator restart loses nothing: all state lives in the cluster and in
+`status`, and the first listing queues every Federation once.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -16,18 +17,16 @@ from typing import Any
 import kopf
 
 from red.spec.model import GROUP, PLURAL, VERSION
-from red_operator import metrics, names
-from red_operator.failures import Heartbeat
-from red_operator.reconcile import Reconciler
+from red_operator import names
+from red_operator.controller import Controller
 from red_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def build_registry(reconciler: Reconciler, settings: Settings) -> kopf.OperatorRegistry:
+def build_registry(controller: Controller, settings: Settings) -> kopf.OperatorRegistry:
     """Register the handlers on a fresh registry (so tests and `main` can build their own)."""
     registry = kopf.OperatorRegistry()
-    heartbeat = Heartbeat()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -39,42 +38,33 @@ def build_registry(reconciler: Reconciler, settings: Settings) -> kopf.OperatorR
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=names.GROUP_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=names.GROUP_PREFIX)
         settings.persistence.finalizer = names.FINALIZER
-        settings.execution.max_workers = reconciler.settings.workers
+        settings.execution.max_workers = 4  # only the delete handler runs in kopf's threads
         settings.posting.level = logging.WARNING  # our own Events are posted explicitly
         settings.watching.server_timeout = 300
         settings.networking.request_timeout = 60
+        # Before kopf lists the Federations: their first events then find the caches filled.
+        controller.start()
 
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=settings.reconcile_interval_seconds, registry=registry)
-    def reconcile(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        lock = _lock(memo)
-        token = heartbeat.started(str(body.metadata.uid), datetime.now(UTC))
-        try:
-            with lock:
-                # A failed pass is handled in `run` (condition, Event, our own backoff), not by kopf's
-                # retries (a minute for timers, and silent).
-                outcome = reconciler.run(plain(body))
-        finally:
-            heartbeat.finished(token, datetime.now(UTC))
-        if outcome.skipped:
-            return
-        if outcome.error_kind is not None:
-            metrics.RECONCILES.labels(result="error").inc()
-            metrics.ERRORS.labels(error=outcome.error_kind).inc()
-        else:
-            metrics.RECONCILES.labels(result="written" if outcome.written else "unchanged").inc()
-        for kind, reason, message in outcome.events:
-            kopf.event(body, type=kind, reason=reason, message=message)
+    @kopf.on.cleanup(registry=registry)
+    def stop(**_: Any) -> None:
+        controller.stop()
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def federation_event(event: kopf.RawEvent, **_: Any) -> None:
+        # Async: no thread hop for what is a dictionary copy and a queue add.
+        controller.on_federation(event.get("type"), plain(event["object"]))
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
-    def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-        with _lock(memo):
-            removed = reconciler.cleanup(plain(body))
-        heartbeat.forget(str(body.metadata.uid))
+    def delete(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        key = (body.metadata.namespace or "", body.metadata.name or "")
+        with controller.lock(key):
+            removed = controller.reconciler.cleanup(plain(body))
+        controller.forget(key, str(body.metadata.uid or ""))
         logger.info("removed: %s", ", ".join(removed) or "nothing")
 
     @kopf.on.probe(id="federations", registry=registry)
     def probe(**_: Any) -> str:
-        stuck = heartbeat.stuck(datetime.now(UTC), settings.stuck_after_seconds)
+        stuck = controller.heartbeat.stuck(datetime.now(UTC), settings.stuck_after_seconds)
         if stuck is not None:
             # Permanent: kopf then answers the liveness endpoint with an error at once (no retries).
             raise kopf.PermanentError(f"reconciles are stuck: {stuck}")
@@ -90,14 +80,3 @@ def plain(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [plain(v) for v in obj]
     return obj
-
-
-_locks_guard = threading.Lock()
-
-
-def _lock(memo: kopf.Memo) -> threading.Lock:
-    with _locks_guard:
-        lock = memo.get("lock")
-        if lock is None:
-            lock = memo["lock"] = threading.Lock()
-        return lock  # type: ignore[no-any-return]

@@ -1,4 +1,4 @@
-"""The `red-operator` command: run the Federation operator (one replica, no peering).
+"""The `red-operator` command: run the Federation operator.
 
     red-operator [--kubeconfig PATH] [--namespace NS ...] [--dashboard-url-template T] [--log-format json] ...
 
@@ -8,15 +8,22 @@ Every option also reads `RED_OPERATOR_<NAME>` from the environment (see `setting
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import http.server
 import logging
 import os
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from red._version import __version__
 from red_operator import metrics
 from red_operator.settings import Settings
+
+USER_AGENT = "red-operator"
+"""Our requests' User-Agent (kopf's say `kopf/...`): the API server's audit log tells them apart."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,10 +35,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--engine-kubeconfig-dir", type=Path, help="out-of-cluster: write engine kubeconfigs here")
     p.add_argument("--token-key-file", type=Path, help="key the Ray tokens are derived from (>= 32 bytes)")
     p.add_argument("--ray-token-file", type=Path, help="development: the stand-in Ray head's token")
-    p.add_argument("--reconcile-seconds", type=float, help="reconcile interval per Federation")
+    p.add_argument("--job-poll-seconds", type=float, help="ask Ray for a running job's status this often")
+    # The name from before reconciles were event-driven: it set the interval of every pass.
+    p.add_argument("--reconcile-seconds", dest="job_poll_seconds", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--resync-seconds", type=float, help="reconcile every Federation at least this often")
     p.add_argument("--metrics-port", type=int, default=int(os.environ.get("RED_OPERATOR_METRICS_PORT", "8000")))
     p.add_argument("--liveness-port", type=int, default=int(os.environ.get("RED_OPERATOR_LIVENESS_PORT", "8080")))
     p.add_argument("--bind", default=os.environ.get("RED_OPERATOR_BIND", "0.0.0.0"), help="address of both endpoints")
+    p.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=None,
+        help="one of several replicas: reconcile only while holding the Lease (RED_OPERATOR_LEADER_ELECTION)",
+    )
     p.add_argument("--verbose", "-v", action="store_true")
     p.add_argument(
         "--log-format",
@@ -61,7 +77,7 @@ def configure_logging(*, verbose: bool = False, log_format: str = "text") -> Non
         )
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
-    # kopf logs every timer run at INFO ("Timer ... succeeded"): once a second per Federation is noise.
+    # kopf logs every handler run at INFO ("Handler ... succeeded"): once per watch event is noise.
     logging.getLogger("kopf.objects").setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
@@ -77,9 +93,47 @@ def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = No
         overrides["token_key_file"] = args.token_key_file
     if args.ray_token_file:
         overrides["ray_token_file"] = args.ray_token_file
-    if args.reconcile_seconds:
-        overrides["reconcile_interval_seconds"] = args.reconcile_seconds
+    if args.job_poll_seconds:
+        overrides["job_poll_seconds"] = args.job_poll_seconds
+    if args.leader_elect:
+        overrides["leader_election"] = True
+    if args.resync_seconds:
+        overrides["resync_seconds"] = args.resync_seconds
     return dataclasses.replace(s, **overrides)  # type: ignore[arg-type]
+
+
+LOST_LEASE_EXIT_CODE = 3
+
+
+def _lost_lease() -> None:
+    """Another replica may reconcile now: stop at once, mid-pass or not. The pod restarts as a standby;
+    everything a pass did is in the cluster, and job submission ids are deterministic."""
+    logging.getLogger(__name__).error("lost the leader Lease: exiting")
+    logging.shutdown()
+    os._exit(LOST_LEASE_EXIT_CODE)
+
+
+@contextlib.contextmanager
+def standby_health(host: str, port: int) -> Iterator[None]:
+    """Answer /healthz with 200 on the liveness port while waiting for the Lease (kopf serves it after)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"standby")
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, port), Handler)
+    thread = threading.Thread(target=server.serve_forever, name="standby-health", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     import kopf
     from kubernetes import client, config
 
+    from red_operator.cached_kube import CachedKube, Caches
+    from red_operator.controller import Controller
+    from red_operator.events import EventPoster
     from red_operator.handlers import build_registry
-    from red_operator.kube import Kube
     from red_operator.reconcile import Reconciler
     from red_operator.tokens import TokenKeyError
 
@@ -113,27 +169,65 @@ def main(argv: list[str] | None = None) -> int:
         config.load_kube_config(config_file=os.environ["KUBECONFIG"])  # type: ignore[no-untyped-call]
     else:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
+    namespaces = args.namespace or None
     cfg = client.Configuration.get_default_copy()
     cfg.connection_pool_maxsize = settings.workers + 4
+    api = client.ApiClient(cfg)
+    api.user_agent = USER_AGENT
+    # The informers' long-running watches get their own connection pool: they never starve the workers.
+    watch_cfg = client.Configuration.get_default_copy()
+    watch_cfg.connection_pool_maxsize = 2 * len(namespaces or [None]) + 2
+    watch_api = client.ApiClient(watch_cfg)
+    watch_api.user_agent = USER_AGENT
+    caches = Caches(watch_api, namespaces)
+    kube = CachedKube(api, caches, settings.api_timeout_seconds)
     try:
-        reconciler = Reconciler(Kube(client.ApiClient(cfg), settings.api_timeout_seconds), settings)
+        reconciler = Reconciler(kube, settings)
     except TokenKeyError as err:
         print(f"red-operator: {err}", file=sys.stderr)
         return 2
-    registry = build_registry(reconciler, settings)
+    controller = Controller(reconciler, kube, EventPoster(api, settings.api_timeout_seconds), settings)
+    caches.on_change = controller.on_owned
+    registry = build_registry(controller, settings)
     metrics.serve(args.metrics_port, args.bind)
-    logging.getLogger(__name__).info(
+    log = logging.getLogger(__name__)
+    log.info(
         "red-operator: dashboard URL template %s, namespaces %s",
         settings.dashboard_url_template,
         args.namespace or "all",
     )
-    kopf.run(
-        registry=registry,
-        standalone=True,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        liveness_endpoint=f"http://{args.bind}:{args.liveness_port}/healthz",
-    )
+    elector = None
+    if settings.leader_election:
+        from red_operator.leader import LeaderElector, default_identity, default_namespace
+
+        elector = LeaderElector(
+            api,
+            namespace=default_namespace(settings.lease_namespace),
+            name=settings.lease_name,
+            identity=default_identity(),
+            duration_seconds=settings.lease_duration_seconds,
+            renew_deadline_seconds=settings.lease_renew_deadline_seconds,
+            retry_seconds=settings.lease_retry_seconds,
+        )
+        metrics.LEADER.set(0)
+        # A standby is alive (its liveness probe passes) but does nothing else: no watches, no caches.
+        with standby_health(args.bind, args.liveness_port):
+            if not elector.wait_until_leader():
+                return 0
+            metrics.LEADER.set(1)
+        elector.keep_renewing(on_lost=_lost_lease)
+    metrics.LEADER.set(1)
+    try:
+        kopf.run(
+            registry=registry,
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=f"http://{args.bind}:{args.liveness_port}/healthz",
+        )
+    finally:
+        if elector is not None:
+            elector.release()  # a clean stop (rolling update): the next replica takes over at once
     return 0
 
 

@@ -14,7 +14,12 @@ in kube-system too):
 * mint ServiceAccount tokens (`serviceaccounts/token`). Only an operator run *out of cluster* with
   `--engine-kubeconfig-dir` needs that (the engine then runs outside any pod); it is `DEV_RULES`, an
   opt-in chart value (`rbac.engineTokenRequests`), off by default.
-* update ConfigMaps, delete Secrets, escalate or bind roles, touch pods, or create anything cluster-wide.
+* list or watch ConfigMaps (the informers cache RayClusters and Ray pods only; the report ConfigMap is
+  read with a GET while its job runs), update ConfigMaps, delete Secrets, escalate or bind roles, change
+  pods, or create anything cluster-wide.
+
+Leader election (chart value `leaderElection.enabled`) adds `LEASE_RULES`, a Role in the operator's own
+namespace only.
 
 One right stays although the operator itself never uses it: `patch` on ConfigMaps. The engine writes
 its report into one ConfigMap through a per-Federation Role (`resourceNames: [<fed>-report]`), and the
@@ -43,7 +48,8 @@ RULES: list[PolicyRule] = [
         "verbs": ["get", "list", "watch"],
     },
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
-    # The cluster each Federation runs on, and its pods (for readiness reasons).
+    # The cluster each Federation runs on, and its pods (for readiness reasons): list/watch for the
+    # operator's informers (pods selected by the red.dev/federation label on the API server).
     {
         "apiGroups": ["ray.io"],
         "resources": ["rayclusters"],
@@ -53,7 +59,9 @@ RULES: list[PolicyRule] = [
     # The token Secret: created once, never read (the token is derived), removed by the garbage collector
     # with its Federation (it carries the ownerReference).
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
-    # The report ConfigMap: read each pass. `patch` only because the engine's Role grants it (see above).
+    # The report ConfigMap: one GET per pass while a job runs. No list/watch: that would be every
+    # ConfigMap of the cluster (a label selector is no boundary). `patch` only because the engine's Role
+    # grants it (see above).
     {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "delete", "patch"]},
     # The engine's identity; `get` checks that an existing one is ours before it is used or deleted.
     {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create", "delete"]},
@@ -71,4 +79,10 @@ DEV_RULES: list[PolicyRule] = [
     # ServiceAccount. In every namespace this is the power to act as any ServiceAccount there (kube-system
     # included), so the chart grants it only with rbac.engineTokenRequests=true.
     {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+]
+
+# Leader election only (chart value leaderElection.enabled): the Lease the replicas compete for, in the
+# operator's own namespace (a Role there, not a cluster-wide grant).
+LEASE_RULES: list[PolicyRule] = [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
 ]

@@ -49,6 +49,8 @@ class Outcome:
     """Why the pass failed (also in the Synced condition and a Warning Event)."""
     error_kind: str | None = None
     """ApiError (the API server answered with an error) or ReconcileError (anything else)."""
+    retry_seconds: float | None = None
+    """Failed or skipped: when the next try is due (the Federation's backoff)."""
 
 
 class Reconciler:
@@ -58,7 +60,7 @@ class Reconciler:
         # Federations (by uid) whose owned objects this process has made sure of; re-checked after a
         # restart. Something deleted by hand meanwhile is recreated by the next operator start.
         self._ensured: set[str] = set()
-        self.backoff = Backoff(base=settings.reconcile_interval_seconds, cap=settings.max_backoff_seconds)
+        self.backoff = Backoff(base=settings.backoff_base_seconds, cap=settings.max_backoff_seconds)
         # Names the engine image knows but this process cannot import: known, so specs naming them pass.
         from red import registry
 
@@ -70,12 +72,13 @@ class Reconciler:
 
     # --- the pass ---------------------------------------------------------------------------------
     def run(self, body: Mapping[str, Any], *, now: datetime | None = None) -> Outcome:
-        """One timer tick: a pass, unless the Federation is backing off after a failed one. A pass that
-        raises becomes `Synced=False`, a Warning Event and an exponentially longer wait."""
+        """A pass, unless the Federation is backing off after a failed one. A pass that raises becomes
+        `Synced=False`, a Warning Event and an exponentially longer wait (`Outcome.retry_seconds`)."""
         uid = body["metadata"]["uid"]
         now = now or datetime.now(UTC)
-        if not self.backoff.due(uid, now):
-            return Outcome(dict(body.get("status") or {}), skipped=True)
+        wait = self.backoff.remaining(uid, now)
+        if wait > 0:
+            return Outcome(dict(body.get("status") or {}), skipped=True, retry_seconds=wait)
         try:
             out = self.reconcile(body, now=now)
         except Exception as err:
@@ -101,7 +104,9 @@ class Reconciler:
             ),
         }
         kind = "ApiError" if failure.code else "ReconcileError"
-        out = Outcome(new, [("Warning", kind, failure.message)], error=failure.message, error_kind=kind)
+        out = Outcome(
+            new, [("Warning", kind, failure.message)], error=failure.message, error_kind=kind, retry_seconds=wait
+        )
         try:
             self.kube.patch_status(ns, name, prev, new)
             out.written = True
@@ -184,7 +189,8 @@ class Reconciler:
             # Each failed attempt once: why it failed, from the end of its log (kubectl describe shows it).
             events.append(("Warning", "JobFailed", logtail.event_message(str(sid), ray_job.message)))
         report: ReportReading | None = None
-        if not terminal and blocked is None:
+        # Only a submitted job has a report to read: a Federation still creating costs no read for it.
+        if not terminal and blocked is None and sid:
             text = self.kube.read_report(ns, names.report_configmap(name))
             report = parse_report(text, submission_id=sid) if text else None
         latest = report.report if report is not None else None

@@ -41,8 +41,21 @@ class Settings:
     engine_entrypoint: str = "python -m red_operator.engine_job"
     """The Ray job's entrypoint; it reads the Federation from the job's environment."""
 
-    reconcile_interval_seconds: float = 2.0
-    """How often each Federation is reconciled (level-based: observe everything, act, write status)."""
+    starting_poll_seconds: float = 3.0
+    """While a Federation is Pending or Starting, reconcile it at least this often (watch events on its
+    RayCluster and pods wake it sooner; Ray's PENDING -> RUNNING is only seen by asking the dashboard)."""
+
+    job_poll_seconds: float = 5.0
+    """While a Federation is Running, ask the Ray dashboard for the job's status and read its report
+    ConfigMap this often (the rounds, the job's end, a stalled engine)."""
+
+    resync_seconds: float = 300.0
+    """Every Federation is reconciled at least this often, whatever its phase: the safety net under the
+    watches. A pass of a finished Federation reads only caches and costs no API request."""
+
+    backoff_base_seconds: float = 2.0
+    """A pass that failed (an API error, a timeout) is retried after this, then twice that, and so on
+    up to `max_backoff_seconds`; meanwhile watch events on it wait too (failures.Backoff)."""
 
     report_interval_seconds: float = 2.0
     """The engine writes its report ConfigMap at most this often (the first and last report always)."""
@@ -54,15 +67,32 @@ class Settings:
     """Timeout of each call to the Kubernetes API server: no call may hang a reconcile."""
 
     max_backoff_seconds: float = 300.0
-    """A Federation whose passes fail (an API error) is retried after the reconcile interval, then
-    twice that, and so on up to this."""
+    """The longest wait between two tries of a Federation whose passes keep failing."""
 
     stuck_after_seconds: float = 300.0
-    """The liveness probe fails when a pass has run this long, or when Federations exist and no pass
-    finished for this long."""
+    """The liveness probe fails when a pass has run this long, or when Federations exist and no worker
+    finished a pass or came back to the queue for this long."""
 
     workers: int = 16
-    """Threads for handlers: Federations reconcile concurrently, each one by one."""
+    """Reconcile worker threads: Federations reconcile concurrently, each one by one."""
+
+    leader_election: bool = False
+    """Run as one of several replicas: only the holder of the Lease reconciles; the others wait."""
+
+    lease_name: str = "red-operator"
+    """The coordination.k8s.io Lease the replicas compete for."""
+
+    lease_namespace: str = ""
+    """Its namespace; empty: the operator pod's own namespace (in cluster), else `default`."""
+
+    lease_duration_seconds: float = 15.0
+    """A standby takes over this long after the leader's last renewal."""
+
+    lease_renew_deadline_seconds: float = 10.0
+    """A leader that could not renew for this long stops (and restarts as a standby)."""
+
+    lease_retry_seconds: float = 2.0
+    """How often the leader renews and a standby tries to acquire."""
 
     engine_plugins: str = ""
     """Task, algorithm and schema names the engine image adds to the built-ins, as `kind:name` pairs
@@ -102,6 +132,8 @@ class Settings:
                 values[f.name] = float(raw)
             elif f.name == "workers":
                 values[f.name] = int(raw)
+            elif f.name == "leader_election":
+                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
             else:
                 values[f.name] = raw
         return cls(**values)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from red_operator import main as operator_main
-from red_operator.rbac import DEV_RULES, RULES
+from red_operator.rbac import DEV_RULES, LEASE_RULES, RULES
 from red_operator.settings import ENV_PREFIX, Settings
 
 import red
@@ -326,3 +326,48 @@ def test_token_key_is_generated_once_and_mounted_not_read() -> None:
     assert not by_kind(objs, "Secret")
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
     assert [v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v] == ["my-key"]
+
+
+def test_leader_election_is_off_by_default_and_two_replicas_need_it() -> None:
+    objs = render()
+    assert not [o for o in objs if o["kind"] == "Role" and o["metadata"]["name"].endswith("-leader-election")]
+    env = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "RED_OPERATOR_LEADER_ELECTION" not in {e["name"] for e in env}
+    failed = helm("template", "r", str(CHART), "--set", "replicas=2", check=False)
+    assert failed.returncode != 0 and "leaderElection.enabled" in failed.stderr
+
+
+def test_leader_election_renders_replicas_rolling_update_lease_rbac_and_settings() -> None:
+    objs = render("leaderElection.enabled=true", "replicas=2", "leaderElection.leaseDurationSeconds=20")
+    dep = one(objs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    ours = {e["name"]: e["value"] for e in env if e["name"].startswith(ENV_PREFIX)}
+    s = Settings.from_env(ours)
+    assert s.leader_election and s.lease_namespace == "red-system" and s.lease_duration_seconds == 20
+    assert s.lease_name == dep["metadata"]["name"]
+    assert s.lease_retry_seconds < s.lease_renew_deadline_seconds < s.lease_duration_seconds
+    assert any(e["name"] == "POD_NAME" and "fieldRef" in e["valueFrom"] for e in env)
+    (role,) = [o for o in by_kind(objs, "Role") if o["metadata"]["name"].endswith("-leader-election")]
+    assert role["metadata"]["namespace"] == "red-system"
+    assert norm(role["rules"]) == norm(LEASE_RULES)
+    (binding,) = [o for o in by_kind(objs, "RoleBinding") if o["metadata"]["name"] == role["metadata"]["name"]]
+    assert binding["subjects"][0]["name"] == one(objs, "ServiceAccount")["metadata"]["name"]
+
+
+def test_grafana_dashboard_is_optional_and_plots_only_metrics_the_operator_exports() -> None:
+    from red_operator import metrics
+
+    assert not [o for o in render() if o["kind"] == "ConfigMap"]
+    cm = one(render("grafana.dashboard.enabled=true"), "ConfigMap")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(cm["data"]["red-operator.json"])
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    exported = {m.name for m in metrics.REGISTRY.collect()}
+    used = {re.sub(r"_(bucket|sum|count|total)$", "", n) for e in exprs for n in re.findall(r"red_operator_\w+", e)}
+    assert used and used <= exported, used - exported
+    for wanted in ("red_operator_reconcile_duration_seconds", "red_operator_workqueue_depth",
+                   "red_operator_federations", "red_operator_apply_to_running_seconds"):
+        assert wanted in used

@@ -5,6 +5,7 @@ Everything a fixture starts is stopped by it, also when a test fails.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +42,15 @@ def open_ray_head() -> Iterator[RayHead]:
 def federation_crd(kube_cluster: KubeCluster) -> str:
     """The checked-in CRD, installed on the session's cluster."""
     kube_cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds" / "federation.yaml"))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "crd/federations.red.dev", "--timeout=60s")
+    # `kubectl wait` errors (not waits) while a brand-new CRD has no conditions yet: a loaded API
+    # server can take that long, so try again.
+    for attempt in range(3):
+        done = kube_cluster.kubectl(
+            "wait", "--for=condition=Established", "crd/federations.red.dev", "--timeout=60s", check=attempt == 2
+        )
+        if done.returncode == 0:
+            break
+        time.sleep(2)
     return "federations.red.dev"
 
 

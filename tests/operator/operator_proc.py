@@ -55,7 +55,8 @@ def start_operator(
     token_key_file: Path | None = None,
     namespaces: list[str] | None = None,
     env: dict[str, str] | None = None,
-    reconcile_seconds: float = 1.0,
+    job_poll_seconds: float = 1.0,
+    backoff_base_seconds: float = 1.0,
     log_name: str = "operator.log",
 ) -> OperatorProcess:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -71,8 +72,8 @@ def start_operator(
         dashboard_url,
         "--engine-kubeconfig-dir",
         str(workdir / "engine-kubeconfigs"),
-        "--reconcile-seconds",
-        str(reconcile_seconds),
+        "--job-poll-seconds",
+        str(job_poll_seconds),
         "--metrics-port",
         str(metrics_port),
         "--liveness-port",
@@ -89,7 +90,7 @@ def start_operator(
         args += ["--namespace", ns]
     proc = subprocess.Popen(
         args,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "RED_OPERATOR_BACKOFF_BASE_SECONDS": str(backoff_base_seconds), **(env or {})},
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
         start_new_session=True,

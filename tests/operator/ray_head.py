@@ -95,9 +95,22 @@ def wait_http(url: str, token: str, timeout_s: float) -> None:
     raise AssertionError(f"{url} did not answer within {timeout_s} s: {last}")
 
 
-def start_ray_head(num_cpus: int = 2, *, auth: bool = True) -> RayHead:
-    """`auth=False`: token authentication off (`RAY_AUTH_MODE=disabled`), as on a cluster whose KubeRay
-    dropped `authOptions`: the dashboard then answers anyone. The token still exists (callers send it)."""
+def start_ray_head(num_cpus: int = 2, *, auth: bool = True, attempts: int = 3) -> RayHead:
+    """Start a head; retried because Ray gives its raylet a fixed 30 s to register, which a loaded
+    machine can miss ("The current node timed out during startup"). `auth=False`: token authentication
+    off (`RAY_AUTH_MODE=disabled`), as on a cluster whose KubeRay dropped `authOptions`: the dashboard
+    then answers anyone. The token still exists (callers send it)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _start_ray_head(num_cpus, auth=auth)
+        except Exception:
+            if attempt == attempts:
+                raise
+            sys.stderr.write(f"ray head did not start (attempt {attempt}/{attempts}); retrying\n")
+    raise AssertionError("unreachable")
+
+
+def _start_ray_head(num_cpus: int, *, auth: bool) -> RayHead:
     temp_dir = Path(tempfile.mkdtemp(prefix="rr", dir="/tmp"))  # short: Ray's socket paths are limited
     home = Path(tempfile.mkdtemp(prefix="red-ray-home-"))
     token = secrets.token_hex(32)
@@ -113,6 +126,7 @@ def start_ray_head(num_cpus: int = 2, *, auth: bool = True) -> RayHead:
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_DEDUP_LOGS": "0",
+        "PYTHONUNBUFFERED": "1",  # `ray start`'s "Ray runtime started." must reach the log at once
     }
     env.pop("RAY_ADDRESS", None)
     log = home / "ray-head.log"
@@ -146,6 +160,13 @@ def start_ray_head(num_cpus: int = 2, *, auth: bool = True) -> RayHead:
         wait_http(f"{head.dashboard_url}/api/version", token, timeout_s=120)
         # The Jobs API answers only once the head's agent is up.
         wait_http(f"{head.dashboard_url}/api/jobs/", token, timeout_s=120)
+        # The dashboard answers before the raylet has registered; `ray start` says this once it has (or
+        # exits when the raylet missed its 30 s).
+        deadline = time.monotonic() + 120
+        while "Ray runtime started" not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"ray start failed or hung (exit {proc.poll()})")
+            time.sleep(1)
     except BaseException:
         sys.stderr.write(log.read_text(errors="replace")[-4000:])
         head.stop()

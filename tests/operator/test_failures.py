@@ -64,6 +64,8 @@ def test_backoff_per_federation() -> None:
     assert b.due("a", NOW)
     assert [b.failed("a", NOW) for _ in range(4)] == [2.0, 4.0, 8.0, 10.0]
     assert not b.due("a", NOW + timedelta(seconds=9)) and b.due("a", NOW + timedelta(seconds=10))
+    assert b.remaining("a", NOW + timedelta(seconds=7)) == 3.0  # the controller requeues then
+    assert b.remaining("a", NOW + timedelta(seconds=11)) == 0.0
     assert b.due("b", NOW)
     b.succeeded("a")
     assert b.due("a", NOW) and b.failed("a", NOW) == 2.0
@@ -80,5 +82,10 @@ def test_heartbeat_says_when_reconciles_are_stuck() -> None:
     assert h.stuck(NOW + timedelta(seconds=100), 60) is None
     reason = h.stuck(NOW + timedelta(seconds=200), 60)  # a Federation exists, no pass for 138 s
     assert reason is not None and "no reconcile pass finished for 138 s" in reason
-    h.forget("a")
+    # Event-driven: a finished Federation sees no pass for minutes. A worker back at an empty queue
+    # shows the operator responsive.
+    h.idle(NOW + timedelta(seconds=190))
     assert h.stuck(NOW + timedelta(seconds=200), 60) is None
+    assert h.stuck(NOW + timedelta(seconds=260), 60) is not None
+    h.forget("a")
+    assert h.stuck(NOW + timedelta(seconds=300), 60) is None

@@ -154,7 +154,7 @@ def test_api_errors_are_a_condition_an_event_and_back_off(
         c = condition(status(kube_cluster, ns, name), "Synced")
         return c if c.get("status") == "False" and f"retrying in {wait} s" in c.get("message", "") else None
 
-    # The reconcile interval is 1 s: the waits double (1, 2, 4, 8 s) instead of a silent retry a second.
+    # The test operator's backoff base is 1 s: the waits double (1, 2, 4, 8 s) instead of a silent retry.
     c = wait_until("Synced=False, backing off to 8 s", lambda: synced_false("8"), timeout_s=120)
     assert c["reason"] == "ApiError" and "HTTP 422" in c["message"], c
     assert "create_namespaced_custom_object" in c["message"], c

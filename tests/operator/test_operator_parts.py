@@ -70,12 +70,13 @@ def test_settings_from_env_and_cli() -> None:
     s = Settings.from_env(
         {
             "RED_OPERATOR_DASHBOARD_URL_TEMPLATE": "http://127.0.0.1:1/",
-            "RED_OPERATOR_RECONCILE_INTERVAL_SECONDS": "0.5",
+            "RED_OPERATOR_JOB_POLL_SECONDS": "0.5",
+            "RED_OPERATOR_LEADER_ELECTION": "true",
             "RED_OPERATOR_ENGINE_KUBECONFIG_DIR": "/tmp/k",
         }
     )
     assert s.dashboard_url_template == "http://127.0.0.1:1/"
-    assert s.reconcile_interval_seconds == 0.5 and s.engine_kubeconfig_dir == Path("/tmp/k")
+    assert s.job_poll_seconds == 0.5 and s.leader_election and s.engine_kubeconfig_dir == Path("/tmp/k")
     assert Settings.from_env({}).dashboard_url_template == DEFAULT_DASHBOARD_URL
     args = _parser().parse_args(["--dashboard-url-template", "http://x:1", "--ray-token-file", "/t"])
     s2 = settings_from_args(args, env={})
@@ -83,6 +84,12 @@ def test_settings_from_env_and_cli() -> None:
     s3 = settings_from_args(_parser().parse_args(["--token-key-file", "/k"]), env={})
     assert s3.token_key_file == Path("/k")
     assert Settings.from_env({"RED_OPERATOR_TOKEN_KEY_FILE": "/k2"}).token_key_file == Path("/k2")
+    # The old flag still sets the only interval left of the old timer's job.
+    assert settings_from_args(_parser().parse_args(["--reconcile-seconds", "3"]), env={}).job_poll_seconds == 3
+    # One backoff for failed passes, whatever the phase (failures.Backoff).
+    env = {"RED_OPERATOR_BACKOFF_BASE_SECONDS": "1", "RED_OPERATOR_MAX_BACKOFF_SECONDS": "60"}
+    s4 = Settings.from_env(env)
+    assert (s4.backoff_base_seconds, s4.max_backoff_seconds) == (1.0, 60.0)
 
 
 def test_operator_without_a_token_key_exits_with_the_fix(
@@ -125,6 +132,8 @@ def _allowed(group: str, resource: str, verb: str) -> bool:
         ("ray.io", "rayclusters", "create"),
         ("ray.io", "rayclusters", "delete"),
         ("", "pods", "list"),
+        ("", "pods", "watch"),  # the Ray pod informer
+        ("ray.io", "rayclusters", "watch"),  # the RayCluster informer
         ("", "secrets", "create"),
         ("", "configmaps", "patch"),  # held, so the engine's Role may grant it
         ("rbac.authorization.k8s.io", "roles", "create"),
@@ -200,6 +209,11 @@ def test_status_merge_patch_removes_nested_keys(
         ("", "secrets", "list"),
         ("", "secrets", "delete"),  # the token Secret goes with its Federation (garbage collector)
         ("", "configmaps", "update"),
+        ("", "configmaps", "list"),  # no ConfigMap informer: it would read every ConfigMap of the cluster
+        ("", "configmaps", "watch"),
+        ("", "pods", "create"),
+        ("", "pods", "delete"),
+        ("coordination.k8s.io", "leases", "update"),  # leader election: rbac.LEASE_RULES, a Role in one namespace
         ("", "serviceaccounts/token", "create"),  # dev-only: rbac.DEV_RULES
         ("rbac.authorization.k8s.io", "roles", "escalate"),
         ("rbac.authorization.k8s.io", "roles", "bind"),
@@ -207,6 +221,12 @@ def test_status_merge_patch_removes_nested_keys(
 )
 def test_rbac_leaves_out(group: str, resource: str, verb: str) -> None:
     assert not _allowed(group, resource, verb)
+
+
+def test_lease_rules_are_only_the_lease() -> None:
+    assert rbac.LEASE_RULES == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
 
 
 def test_dev_rules_are_only_token_requests() -> None:

@@ -82,8 +82,9 @@ Split in two because a namespaced Role cannot grant cluster-scoped resources.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["create"]
-# The report ConfigMap: read each pass. patch only because the engine's per-Federation Role grants it,
-# and RBAC lets a subject grant only what it holds (see red_operator/rbac.py).
+# The report ConfigMap: one GET per pass while its job runs (no list/watch: that would be every ConfigMap
+# of the cluster). patch only because the engine's per-Federation Role grants it, and RBAC lets a
+# subject grant only what it holds (see red_operator/rbac.py).
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "create", "delete", "patch"]
