@@ -12,7 +12,7 @@ from red.errors import FederationFailed, RedError
 from red.registry import schemas
 from red.report import Report
 from red.sinks import Sink
-from red.spec.model import Federation
+from red.spec.model import Federation, FederationSpec
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,16 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> bool:
     return True
 
 
+def checkpointer_for(spec: FederationSpec, path: str | None = None) -> Checkpointer | None:
+    """The run's checkpoint store: at ``path`` (the operator's keyed folder) or ``spec.checkpoint.path``."""
+    ck = spec.checkpoint
+    where = path or ck.path
+    if not where:
+        return None
+    options = {"endpoint_url": ck.endpoint_url} if ck.endpoint_url else {}
+    return Checkpointer(where, ck.every_rounds, storage_options=options)
+
+
 def run_federation(
     fed: Federation,
     sinks: Sequence[Sink],
@@ -70,26 +80,34 @@ def run_federation(
     address: str | None = None,
     resume: bool = False,
     namespace: str | None = None,
+    checkpoint_path: str | None = None,
 ) -> dict[str, Any]:
     """Run ``fed`` to the end and return the final ``done`` report (as a dict).
+
+    ``checkpoint_path`` replaces ``spec.checkpoint.path``: the operator passes the Federation's own
+    folder (under the claim's mount or the object-storage prefix, keyed by its uid).
 
     Raises FederationFailed (after emitting a ``failed`` report) when the run cannot finish, and
     PlacementError / SpecError before anything starts when it cannot begin.
     """
     started = init_ray(address)
     spec = fed.spec
-    checkpointer = Checkpointer(spec.checkpoint.path, spec.checkpoint.every_rounds) if spec.checkpoint.path else None
+    checkpointer = checkpointer_for(spec, checkpoint_path)
     last_round = 0
     total = rounds or spec.rounds
 
     def emit(report: Report) -> None:
         nonlocal last_round
         last_round = report.round
+        if checkpointer is not None and checkpointer.last is not None:
+            report.checkpoint = checkpointer.last.wire()
         d = report.to_dict()
         for s in sinks:
             s.emit(d)
 
     try:
+        if checkpointer is not None:
+            checkpointer.check()
         schema_cls = schemas.get(spec.schema_)
         federation = schema_cls(fed, rounds=rounds, namespace=namespace, checkpointer=checkpointer)
         if resume:

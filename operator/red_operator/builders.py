@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from red.spec.model import FederationSpec
-from red_operator import names
+from red_operator import checkpoints, names
 from red_operator.sizing import Sizing
 
 DASHBOARD_PORT = 8265
@@ -40,7 +40,14 @@ def _container(name: str, image: str, cpu: str, memory: str, gpus: int) -> dict[
     }
 
 
-def build_raycluster(fed: str, namespace: str, uid: str, spec: FederationSpec, sizing: Sizing) -> dict[str, Any]:
+def build_raycluster(
+    fed: str,
+    namespace: str,
+    uid: str,
+    spec: FederationSpec,
+    sizing: Sizing,
+    checkpoint_mount_path: str = checkpoints.DEFAULT_MOUNT_PATH,
+) -> dict[str, Any]:
     """The RayCluster a Federation runs on. `sizing` comes from `sizing.size_cluster(spec)`."""
     cluster = spec.cluster
     account = names.engine_account(fed)
@@ -79,7 +86,7 @@ def build_raycluster(fed: str, namespace: str, uid: str, spec: FederationSpec, s
                 "template": {"metadata": {"labels": names.labels(fed, names.COMPONENT_RAY_WORKER)}, "spec": pod_spec},
             }
         )
-    return {
+    rc: dict[str, Any] = {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
         "metadata": _meta(names.raycluster(fed), namespace, fed, uid, names.COMPONENT_RAYCLUSTER),
@@ -99,6 +106,7 @@ def build_raycluster(fed: str, namespace: str, uid: str, spec: FederationSpec, s
             "workerGroupSpecs": groups,
         },
     }
+    return checkpoints.add_storage(rc, spec.checkpoint, checkpoint_mount_path)
 
 
 def build_token_secret(fed: str, namespace: str, uid: str, token: str) -> dict[str, Any]:

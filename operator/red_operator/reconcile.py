@@ -21,7 +21,7 @@ from red.errors import SpecError
 from red.spec.loader import spec_from_dict
 from red.spec.model import FederationSpec
 from red.spec.status import Event, ReportReading, parse_report
-from red_operator import builders, conditions, metrics, names, ownership, tokens
+from red_operator import builders, checkpoints, conditions, metrics, names, ownership, tokens
 from red_operator.decide import SUSPENDED, TERMINAL_PHASES, Plan, RayJob, plan
 from red_operator.failures import Backoff, describe, failure_conditions
 from red_operator.jobs import DashboardError, JobsClient, dashboard_url
@@ -205,7 +205,9 @@ class Reconciler:
         if (
             p.cluster == "ensure"
             and rc is None
-            and self.kube.create(builders.build_raycluster(name, ns, uid, spec, sizing))
+            and self.kube.create(
+                builders.build_raycluster(name, ns, uid, spec, sizing, self.settings.checkpoint_mount_path)
+            )
         ):
             events.append(
                 (
@@ -356,7 +358,10 @@ class Reconciler:
             resume=resume,
             report_interval_seconds=self.settings.report_interval_seconds,
             kubeconfig_path=kubeconfig,
-            extra_env=self.settings.extra_engine_env,
+            extra_env={
+                **self.settings.extra_engine_env,
+                **checkpoints.engine_env(spec.checkpoint, uid, self.settings.checkpoint_mount_path),
+            },
         )
         try:
             got, adopted = jobs.submit(request)

@@ -183,6 +183,8 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
         status["round"] = report.round
         status["nodes"] = nodes
         status["metrics"] = dict(report.metrics)
+        if report.checkpoint is not None:  # kept across attempts: it is where the next one resumes from
+            status["checkpoint"] = report.checkpoint.status_entry()
     rounds = spec.rounds
     status["progress"] = f"{status.get('round', 0)}/{rounds}"
     healthy = [n for n in nodes if n.get("health") in HEALTHY]
