@@ -105,7 +105,7 @@ def test_resume_after_suspend_with_a_claim() -> None:
 @pytest.mark.parametrize(
     ("ck", "problem"),
     [
-        ({"persistentVolumeClaim": "ckpt", "path": "/x"}, "spec.checkpoint.path: leave it unset with persistentVolumeClaim"),
+        ({"persistentVolumeClaim": "ckpt", "path": "/x"}, "checkpoint.path: leave it unset with persistentVolumeClaim"),
         ({"path": "/x", "endpointUrl": "http://minio:9000"}, "spec.checkpoint.endpointUrl is for object storage"),
         ({"credentialsSecret": "creds"}, "spec.checkpoint.credentialsSecret is for object storage"),
         ({"path": "s3://b/p", "endpointUrl": "minio:9000"}, "must be an http:// or https:// URL"),
