@@ -209,8 +209,7 @@ class Checkpointer:
         Raises CheckpointError when checkpoints are there but none can be loaded (the pointer names one
         and no folder verifies): starting afresh would silently throw the run's progress away."""
         fs, root = self._fs()
-        with contextlib.suppress(Exception):
-            fs.invalidate_cache(root)
+        _forget_listings(fs)
         pointed, problems = self._pointer(fs, root)
         folders = sorted(self._folders(fs, root), key=lambda f: int(f.split("-")[1]), reverse=True)
         order = ([pointed] if pointed else []) + [f for f in folders if f != pointed]
@@ -299,6 +298,7 @@ class Checkpointer:
         """Best effort, after the pointer moved: drop this folder's stale tensors files (a crashed or
         repeated save of the same round) and checkpoints older than the newest KEEP."""
         try:
+            _forget_listings(fs)
             for entry in fs.ls(f"{root}/{folder}", detail=False):
                 name = str(entry).rstrip("/").rsplit("/", 1)[-1]
                 if name != tensors_file and name != STATE and (_TENSORS_FILE.match(name) or ".tmp-" in name):
@@ -306,9 +306,20 @@ class Checkpointer:
             keep = int(folder.split("-")[1])
             older = sorted((f for f in self._folders(fs, root) if int(f.split("-")[1]) < keep), reverse=True)
             for old in older[KEEP - 1:]:
-                fs.rm(f"{root}/{old}", recursive=True)
+                files = fs.find(f"{root}/{old}")
+                if files:
+                    fs.rm(files)
+                with contextlib.suppress(FileNotFoundError):  # object stores have no folder left to remove
+                    fs.rm(f"{root}/{old}", recursive=True)
         except Exception as err:  # tidying must never fail a run that has just saved
             log.warning("could not tidy old checkpoints under %s: %s", self.path, err)
+
+
+def _forget_listings(fs: Any) -> None:
+    """Drop fsspec's cached listings and object details (s3fs keeps them per process, and another writer,
+    or an earlier attempt, may have changed the storage since)."""
+    with contextlib.suppress(Exception):
+        fs.invalidate_cache()
 
 
 def _put(fs: Any, path: str, data: bytes) -> None:
