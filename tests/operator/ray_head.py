@@ -95,9 +95,10 @@ def wait_http(url: str, token: str, timeout_s: float) -> None:
     raise AssertionError(f"{url} did not answer within {timeout_s} s: {last}")
 
 
-def start_ray_head(num_cpus: int = 2, *, auth: bool = True) -> RayHead:
+def start_ray_head(num_cpus: int = 2, *, auth: bool = True, env: dict[str, str] | None = None) -> RayHead:
     """`auth=False`: token authentication off (`RAY_AUTH_MODE=disabled`), as on a cluster whose KubeRay
-    dropped `authOptions`: the dashboard then answers anyone. The token still exists (callers send it)."""
+    dropped `authOptions`: the dashboard then answers anyone. The token still exists (callers send it).
+    `env`: more environment for the head and so for its jobs (what envFrom gives a real head pod)."""
     temp_dir = Path(tempfile.mkdtemp(prefix="rr", dir="/tmp"))  # short: Ray's socket paths are limited
     home = Path(tempfile.mkdtemp(prefix="red-ray-home-"))
     token = secrets.token_hex(32)
@@ -113,6 +114,7 @@ def start_ray_head(num_cpus: int = 2, *, auth: bool = True) -> RayHead:
         "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_DEDUP_LOGS": "0",
+        **(env or {}),
     }
     env.pop("RAY_ADDRESS", None)
     log = home / "ray-head.log"
