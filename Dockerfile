@@ -47,13 +47,13 @@ USER 10001:10001
 EXPOSE 8000 8080
 ENTRYPOINT ["red-operator"]
 
-# ---- engine: the Ray image plus red[engine,kube]; the operator submits the engine as a Ray job
+# ---- engine: the Ray image plus red[engine,kube,s3]; the operator submits the engine as a Ray job
 # (`python -m red_operator.engine_job`), whose report ConfigMap writer needs only the kubernetes client.
 FROM ${RAY_IMAGE} AS engine
 ARG RED_VERSION
 COPY --from=wheel /wheels /tmp/wheels
 # The Ray image runs as its own non-root user (ray, uid 1000), which owns its Python environment.
 RUN pip install --no-cache-dir --disable-pip-version-check \
-      "/tmp/wheels/red-${RED_VERSION}-py3-none-any.whl[engine,kube]" \
+      "/tmp/wheels/red-${RED_VERSION}-py3-none-any.whl[engine,kube,s3]" \
  && python -c "import ray, red, red_operator.engine_job; assert ray.__version__ == '2.60.0', ray.__version__"
 ENV PYTHONUNBUFFERED=1

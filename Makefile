@@ -16,7 +16,7 @@ test: setup cluster-build ## the whole suite: unit, engine on real Ray, operator
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test-fast: setup ## unit tests only (no Ray, no cluster)
-	$(PY) -m pytest -q -p no:cacheprovider -m "not ray and not cluster" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not ray and not cluster and not s3" $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check red operator tests bench e2e e2e/build-tools

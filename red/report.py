@@ -53,6 +53,8 @@ class Report:
     time: float = field(default_factory=time.time)
     extra: dict[str, Any] = field(default_factory=dict)
     submission_id: str | None = None
+    checkpoint: dict[str, Any] | None = None
+    """The newest checkpoint saved or resumed from: {round, path, time}."""
 
     def to_dict(self) -> dict[str, Any]:
         metrics, _ = finite_metrics({k: round(v, 6) for k, v in self.metrics.items()})
@@ -74,6 +76,8 @@ class Report:
             d["message"] = self.message
         if self.submission_id is not None:
             d["submissionId"] = self.submission_id
+        if self.checkpoint is not None:
+            d["checkpoint"] = dict(self.checkpoint)
         d.update(self.extra)
         # Metrics that are null (non-finite) are the one place the wire may differ from the model's
         # floats: they go out as null so `red run --json` still shows the key.

@@ -13,7 +13,7 @@ from red.errors import FederationFailed, RedError
 from red.registry import schemas
 from red.report import Report
 from red.sinks import Sink
-from red.spec.model import Federation
+from red.spec.model import Federation, FederationSpec
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,16 @@ def init_ray(
     return True
 
 
+def checkpointer_for(spec: FederationSpec, path: str | None = None) -> Checkpointer | None:
+    """The run's checkpoint store: at ``path`` (the operator's keyed folder) or ``spec.checkpoint.path``."""
+    ck = spec.checkpoint
+    where = path or ck.path
+    if not where:
+        return None
+    options = {"endpoint_url": ck.endpoint_url} if ck.endpoint_url else {}
+    return Checkpointer(where, ck.every_rounds, storage_options=options)
+
+
 def run_federation(
     fed: Federation,
     sinks: Sequence[Sink],
@@ -77,26 +87,34 @@ def run_federation(
     resume: bool = False,
     namespace: str | None = None,
     runtime_env: dict[str, Any] | None = None,
+    checkpoint_path: str | None = None,
 ) -> dict[str, Any]:
     """Run ``fed`` to the end and return the final ``done`` report (as a dict).
+
+    ``checkpoint_path`` replaces ``spec.checkpoint.path``: the operator passes the Federation's own
+    folder (under the claim's mount or the object-storage prefix, keyed by its uid).
 
     Raises FederationFailed (after emitting a ``failed`` report) when the run cannot finish, and
     PlacementError / SpecError before anything starts when it cannot begin.
     """
     started = init_ray(address, runtime_env=runtime_env)
     spec = fed.spec
-    checkpointer = Checkpointer(spec.checkpoint.path, spec.checkpoint.every_rounds) if spec.checkpoint.path else None
+    checkpointer = checkpointer_for(spec, checkpoint_path)
     last_round = 0
     total = rounds or spec.rounds
 
     def emit(report: Report) -> None:
         nonlocal last_round
         last_round = report.round
+        if checkpointer is not None and checkpointer.last is not None:
+            report.checkpoint = checkpointer.last.wire()
         d = report.to_dict()
         for s in sinks:
             s.emit(d)
 
     try:
+        if checkpointer is not None:
+            checkpointer.check()
         # Code shipped in spec.runtimeEnv registers its names on import: before any name is looked up.
         user_code.load(spec)
         schema_cls = schemas.get(spec.schema_)

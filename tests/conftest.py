@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.ray_local",
     "tests.fixtures.cluster",
+    "tests.fixtures.s3",
 ]

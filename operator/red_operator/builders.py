@@ -20,7 +20,7 @@ from typing import Any
 from red.spec.model import ENGINE_IMAGE, FederationSpec
 from red.spec.pods import KUEUE_QUEUE_LABEL, SHM_VOLUME, PodShape, mebibytes
 from red.spec.status import IMAGE_ENV
-from red_operator import names
+from red_operator import checkpoints, names
 from red_operator.sizing import Sizing
 
 DASHBOARD_PORT = 8265
@@ -111,7 +111,14 @@ def engine_image(spec: FederationSpec, default_image: str = ENGINE_IMAGE) -> str
 
 
 def build_raycluster(
-    fed: str, namespace: str, uid: str, spec: FederationSpec, sizing: Sizing, *, default_image: str = ENGINE_IMAGE
+    fed: str,
+    namespace: str,
+    uid: str,
+    spec: FederationSpec,
+    sizing: Sizing,
+    *,
+    default_image: str = ENGINE_IMAGE,
+    checkpoint_mount_path: str = checkpoints.DEFAULT_MOUNT_PATH,
 ) -> dict[str, Any]:
     """The RayCluster a Federation runs on. `sizing` comes from `sizing.size_cluster(spec)`;
     `default_image` serves when `spec.cluster.image` is unset (the operator's `engine_image` setting)."""
@@ -166,7 +173,7 @@ def build_raycluster(
     if cluster.queue_name is not None:
         # Kueue admits the RayCluster as one workload, by the queue its own metadata names.
         meta["labels"][KUEUE_QUEUE_LABEL] = cluster.queue_name
-    return {
+    rc: dict[str, Any] = {
         "apiVersion": "ray.io/v1",
         "kind": "RayCluster",
         "metadata": meta,
@@ -183,6 +190,7 @@ def build_raycluster(
             "workerGroupSpecs": groups,
         },
     }
+    return checkpoints.add_storage(rc, spec.checkpoint, checkpoint_mount_path)
 
 
 def build_token_secret(fed: str, namespace: str, uid: str, token: str) -> dict[str, Any]:

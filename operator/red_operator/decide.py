@@ -76,7 +76,7 @@ def plan(
     existing = spec.cluster.existing_cluster is not None
     keep_or_delete: Literal["leave", "delete"] = "leave" if existing else "delete"
     phase = status.get("phase")
-    resume = spec.checkpoint.path is not None and attempts > 0
+    resume = spec.checkpoint.enabled and attempts > 0
 
     if phase in TERMINAL_PHASES:
         cluster = keep_or_delete if ttl_expired(spec, status, now) else "leave"
@@ -110,5 +110,5 @@ def plan(
         return Plan(cluster_action, "none", attempts, False, failures, terminal_failure=True, why=why)
     if not cluster_ready:
         return Plan(cluster_action, "none", attempts, False, failures, why="retry waits for the cluster")
-    resume = spec.checkpoint.path is not None
+    resume = spec.checkpoint.enabled
     return Plan(cluster_action, "submit", attempts + 1, resume, failures, why=f"retry after {status_now or 'LOST'}")

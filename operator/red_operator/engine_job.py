@@ -4,8 +4,9 @@
 
 Reads everything from the environment the operator set on the job (see `builders.build_job_request`):
 `RED_FEDERATION` (the Federation as JSON), `RED_NAMESPACE`, `RED_REPORT_CONFIGMAP`, `RED_SUBMISSION_ID`, `RED_RESUME`,
-`RED_REPORT_INTERVAL_SECONDS`, and `KUBECONFIG` for out-of-cluster runs (in a pod, the mounted token of
-the Federation's engine ServiceAccount is used). That account may patch one ConfigMap and nothing else.
+`RED_REPORT_INTERVAL_SECONDS`, `RED_CHECKPOINT_PATH` (see `red_operator.checkpoints`), and `KUBECONFIG` for
+out-of-cluster runs (in a pod, the mounted token of the Federation's engine ServiceAccount is used). That
+account may patch one ConfigMap and nothing else.
 """
 
 from __future__ import annotations
@@ -143,7 +144,14 @@ def main() -> int:
     )
     resume = os.environ.get("RED_RESUME") == "1"
     try:
-        run_federation(fed, [sink, JsonLinesSink(sys.stdout)], address="auto", resume=resume)
+        run_federation(
+            fed,
+            [sink, JsonLinesSink(sys.stdout)],
+            address="auto",
+            resume=resume,
+            # The Federation's own folder (keyed by its uid) under the claim's mount or the bucket prefix.
+            checkpoint_path=os.environ.get("RED_CHECKPOINT_PATH") or None,
+        )
     except FederationFailed as err:
         print(f"federation failed ({err.reason}): {err}", file=sys.stderr)
         return 1

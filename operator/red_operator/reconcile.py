@@ -21,7 +21,7 @@ from red.errors import SpecError
 from red.spec.loader import spec_from_dict
 from red.spec.model import FederationSpec
 from red.spec.status import Event, ReportReading, parse_report
-from red_operator import builders, conditions, logtail, metrics, names, ownership, tokens
+from red_operator import builders, checkpoints, conditions, logtail, metrics, names, ownership, tokens
 from red_operator.decide import SUSPENDED, TERMINAL_PHASES, Plan, RayJob, plan
 from red_operator.failures import Backoff, describe, failure_conditions
 from red_operator.jobs import DashboardError, JobsClient, dashboard_url
@@ -216,7 +216,15 @@ class Reconciler:
             p.cluster == "ensure"
             and rc is None
             and self.kube.create(
-                builders.build_raycluster(name, ns, uid, spec, sizing, default_image=self.settings.engine_image)
+                builders.build_raycluster(
+                    name,
+                    ns,
+                    uid,
+                    spec,
+                    sizing,
+                    default_image=self.settings.engine_image,
+                    checkpoint_mount_path=self.settings.checkpoint_mount_path,
+                )
             )
         ):
             events.append(
@@ -387,7 +395,10 @@ class Reconciler:
             resume=resume,
             report_interval_seconds=self.settings.report_interval_seconds,
             kubeconfig_path=kubeconfig,
-            extra_env=self.settings.extra_engine_env,
+            extra_env={
+                **self.settings.extra_engine_env,
+                **checkpoints.engine_env(spec.checkpoint, uid, self.settings.checkpoint_mount_path),
+            },
             image=image,
             runtime_env=spec.runtime_env.ray_runtime_env(),
         )

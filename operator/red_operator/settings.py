@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from red.spec.model import ENGINE_IMAGE
+from red_operator.checkpoints import DEFAULT_MOUNT_PATH
 
 ENV_PREFIX = "RED_OPERATOR_"
 DEFAULT_DASHBOARD_URL = "http://{service}.{namespace}.svc:8265"
@@ -98,6 +99,11 @@ class Settings:
     """Task, algorithm and schema names the engine image adds to the built-ins, as `kind:name` pairs
     (e.g. `task:cifar,schema:my-ring`). The operator refuses unknown names before it creates a cluster;
     plugins installed in the operator's own environment (entry points) are known without this."""
+
+    checkpoint_mount_path: str = DEFAULT_MOUNT_PATH
+    """Where a Federation's `spec.checkpoint.persistentVolumeClaim` is mounted in its Ray pods; the engine
+    checkpoints under `<this>/<Federation uid>`. Out of cluster, with a Ray head on the host standing in for
+    the RayCluster's, point it at a host directory."""
 
     extra_engine_env: dict[str, str] = field(default_factory=dict)
     """Extra environment for the engine job (e.g. RED_LOG_LEVEL), from the environment as a JSON object:

@@ -190,6 +190,8 @@ def fold(previous: dict[str, Any], obs: Observed) -> dict[str, Any]:
             # Unknown ones (cuda without a GPU) are left out: status is written as a merge patch, where
             # null deletes.
             status["versions"] = {k: v for k, v in report.software.items() if v is not None}
+        if report.checkpoint is not None:  # kept across attempts: it is where the next one resumes from
+            status["checkpoint"] = report.checkpoint.status_entry()
     rounds = spec.rounds
     status["progress"] = f"{status.get('round', 0)}/{rounds}"
     healthy = [n for n in nodes if n.get("health") in HEALTHY]

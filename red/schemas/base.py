@@ -172,9 +172,10 @@ class Schema(FederatedBase):
                     metrics = dict(entry.meta.get("metrics", {}))
                     self.absorb(entry)
                     last_progress = time.monotonic()
-                    emit(self.report("round", last, self.rounds, metrics, t0))
+                    # Saved before the round's report, so the report names the checkpoint it made.
                     if self.checkpointer is not None and self.checkpointer.due(last, self.rounds):
                         self.checkpointer.save(last, self.checkpoint_state(entry))
+                    emit(self.report("round", last, self.rounds, metrics, t0))
                 if finishing:
                     break
                 finished = self.supervise(self.run_kwargs)

@@ -203,6 +203,23 @@ _NESTED_RULES: dict[tuple[str, ...], list[dict[str, str]]] = {
             "message": "spec.resources.perNode.gpu above 1 must be a whole number (fractions share one GPU)",
         }
     ],
+    ("checkpoint",): [
+        {
+            "rule": "!has(self.persistentVolumeClaim) || !has(self.path)",
+            "message": "spec.checkpoint.path: leave it unset with persistentVolumeClaim (checkpoints go to the "
+            "claim, mounted into the Ray pods); or remove persistentVolumeClaim to use path",
+        },
+        {
+            "rule": "!has(self.endpointUrl) || (has(self.path) && self.path.startsWith('s3://'))",
+            "message": "spec.checkpoint.endpointUrl is for object storage: set path: s3://bucket/prefix, or "
+            "remove endpointUrl",
+        },
+        {
+            "rule": "!has(self.credentialsSecret) || (has(self.path) && self.path.contains('://'))",
+            "message": "spec.checkpoint.credentialsSecret is for object storage: set path to a URL such as "
+            "s3://bucket/prefix, or remove credentialsSecret",
+        },
+    ],
     ("resources", "broker"): [
         {
             "rule": "!has(self.gpu) || self.gpu <= 1.0 || self.gpu == double(int(self.gpu))",
@@ -415,6 +432,13 @@ PRINTER_COLUMNS = [
         "priority": 1,
         "jsonPath": ".status.job.submissionId",
         "description": "the Ray job's submission id",
+    },
+    {
+        "name": "Checkpoint",
+        "type": "integer",
+        "priority": 1,
+        "jsonPath": ".status.checkpoint.round",
+        "description": "the round of the newest checkpoint",
     },
 ]
 

@@ -61,6 +61,12 @@ class NodeStatus(_Status):
     last_heartbeat: str | None = None
 
 
+class CheckpointStatus(_Status):
+    round: int = 0
+    path: str = ""
+    time: str = ""
+
+
 class FederationStatus(_Status):
     observed_generation: int = 0
     phase: Phase = Phase.PENDING
@@ -77,6 +83,10 @@ class FederationStatus(_Status):
     healthy_nodes: str = Field(default="", description="healthy/total, for display.")
     nodes: list[NodeStatus] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
+    checkpoint: CheckpointStatus | None = Field(
+        default=None,
+        description="The newest checkpoint: where a resumed run (after suspend or a retry) starts.",
+    )
     versions: dict[str, str] = Field(
         default_factory=dict,
         description="The software the engine ran on, as it saw it: red, ray, torch, python, cuda "

@@ -127,8 +127,78 @@ class TopologySpec(Model):
 
 
 class CheckpointSpec(Model):
-    path: str | None = Field(default=None, description="Directory or fsspec URL; unset disables.")
+    """Where checkpoints go. On Kubernetes each Federation writes under its own folder, named by its uid,
+    so a new Federation with an old one's name never resumes the old run."""
+
+    path: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Directory or fsspec URL (`s3://bucket/prefix` needs red[s3]); unset disables, unless "
+        "persistentVolumeClaim is set.",
+    )
     every_rounds: int = Field(default=5, ge=1, description="Save after every N rounds.")
+    persistent_volume_claim: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN.pattern,
+        description="Operator: a PersistentVolumeClaim in the Federation's namespace, mounted into the Ray "
+        "head and workers; checkpoints go there (leave path unset). It outlives suspend.",
+    )
+    credentials_secret: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN.pattern,
+        description="Operator: a Secret whose keys become environment variables of the Ray pods (envFrom), "
+        "e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL) for an s3:// path.",
+    )
+    endpoint_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="The S3-compatible server of an s3:// path (e.g. http://minio.storage:9000); unset: AWS, "
+        "or AWS_ENDPOINT_URL from the environment.",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None or self.persistent_volume_claim is not None
+
+    @field_validator("persistent_volume_claim", "credentials_secret", mode="before")
+    @classmethod
+    def _object_name(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, str) and not DNS_SUBDOMAIN.match(v):
+            what = "PersistentVolumeClaim" if info.field_name == "persistent_volume_claim" else "Secret"
+            raise ValueError(f"must name a {what} in the Federation's namespace (a lowercase DNS name, e.g. 'ckpt')")
+        return v
+
+    @field_validator("endpoint_url", mode="before")
+    @classmethod
+    def _url(cls, v: Any) -> Any:
+        if isinstance(v, str) and not re.match(r"^https?://[^\s]+$", v):
+            raise ValueError(f"must be an http:// or https:// URL, e.g. http://minio.storage:9000 (got {v!r})")
+        return v
+
+    @model_validator(mode="after")
+    def _storage(self) -> CheckpointSpec:
+        problems = []
+        if self.persistent_volume_claim is not None and self.path is not None:
+            problems.append(
+                "spec.checkpoint.path: leave it unset with persistentVolumeClaim (checkpoints go to the claim, "
+                "mounted into the Ray pods); or remove persistentVolumeClaim to use path"
+            )
+        if self.endpoint_url is not None and not (self.path or "").startswith("s3://"):
+            problems.append(
+                "spec.checkpoint.endpointUrl is for object storage: set path: s3://bucket/prefix, or remove "
+                "endpointUrl"
+            )
+        if self.credentials_secret is not None and "://" not in (self.path or ""):
+            problems.append(
+                "spec.checkpoint.credentialsSecret is for object storage: set path to a URL such as "
+                "s3://bucket/prefix, or remove credentialsSecret"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
 
 class FaultToleranceSpec(Model):

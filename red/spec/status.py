@@ -99,6 +99,17 @@ class NodeReport(_Wire):
         }
 
 
+class CheckpointReport(_Wire):
+    """The newest checkpoint of a run (`Federation.status.checkpoint`)."""
+
+    round: Count
+    path: Annotated[str, Field(max_length=MAX_TEXT)]
+    time: Annotated[str, Field(max_length=64)] = ""
+
+    def status_entry(self) -> dict[str, Any]:
+        return {"round": self.round, "path": self.path, "time": self.time}
+
+
 class EngineReport(_Wire):
     """The engine's latest word on a run. Keys are camelCase like the status they feed."""
 
@@ -120,6 +131,8 @@ class EngineReport(_Wire):
     # Unbounded here so the engine never fails to write a long message; `parse_report` cuts both.
     reason: str | None = None
     message: str | None = None
+    checkpoint: CheckpointReport | None = None
+    """The newest checkpoint saved (or resumed from) by this attempt."""
 
     def wire(self) -> dict[str, Any]:
         """The JSON-ready dict, with exactly the keys it was built from."""

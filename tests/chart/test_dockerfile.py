@@ -56,8 +56,8 @@ def test_targets_extras_and_versions_agree_with_pyproject() -> None:
     assert {"operator", "engine"} <= stages.keys()
     assert _arg_default("RED_VERSION") == red.__version__
     extras = PROJECT["optional-dependencies"]
-    installs = re.findall(r"red-\$\{RED_VERSION\}-py3-none-any\.whl\[([a-z,]+)\]", DOCKERFILE.read_text())
-    assert sorted(installs) == ["engine,kube", "operator"]
+    installs = re.findall(r"red-\$\{RED_VERSION\}-py3-none-any\.whl\[([a-z0-9,]+)\]", DOCKERFILE.read_text())
+    assert sorted(installs) == ["engine,kube,s3", "operator"]
     assert all(set(x.split(",")) <= extras.keys() for x in installs)
     # The Ray base image is the Ray that the engine extra pins.
     (ray_pin,) = [d for d in extras["engine"] if d.startswith("ray")]

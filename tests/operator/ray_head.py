@@ -95,14 +95,17 @@ def wait_http(url: str, token: str, timeout_s: float) -> None:
     raise AssertionError(f"{url} did not answer within {timeout_s} s: {last}")
 
 
-def start_ray_head(num_cpus: int = 2, *, auth: bool = True, attempts: int = 3) -> RayHead:
+def start_ray_head(
+    num_cpus: int = 2, *, auth: bool = True, attempts: int = 3, env: dict[str, str] | None = None
+) -> RayHead:
     """Start a head; retried because Ray gives its raylet a fixed 30 s to register, which a loaded
     machine can miss ("The current node timed out during startup"). `auth=False`: token authentication
     off (`RAY_AUTH_MODE=disabled`), as on a cluster whose KubeRay dropped `authOptions`: the dashboard
-    then answers anyone. The token still exists (callers send it)."""
+    then answers anyone. The token still exists (callers send it). `env`: more environment for the head
+    and so for its jobs (what envFrom gives a real head pod)."""
     for attempt in range(1, attempts + 1):
         try:
-            return _start_ray_head(num_cpus, auth=auth)
+            return _start_ray_head(num_cpus, auth=auth, env=env)
         except Exception:
             if attempt == attempts:
                 raise
@@ -110,7 +113,7 @@ def start_ray_head(num_cpus: int = 2, *, auth: bool = True, attempts: int = 3) -
     raise AssertionError("unreachable")
 
 
-def _start_ray_head(num_cpus: int, *, auth: bool) -> RayHead:
+def _start_ray_head(num_cpus: int, *, auth: bool, env: dict[str, str] | None) -> RayHead:
     temp_dir = Path(tempfile.mkdtemp(prefix="rr", dir="/tmp"))  # short: Ray's socket paths are limited
     home = Path(tempfile.mkdtemp(prefix="red-ray-home-"))
     token = secrets.token_hex(32)
@@ -127,6 +130,7 @@ def _start_ray_head(num_cpus: int, *, auth: bool) -> RayHead:
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_DEDUP_LOGS": "0",
         "PYTHONUNBUFFERED": "1",  # `ray start`'s "Ray runtime started." must reach the log at once
+        **(env or {}),
     }
     env.pop("RAY_ADDRESS", None)
     log = home / "ray-head.log"

@@ -51,7 +51,7 @@ def test_names_columns_and_subresource() -> None:
     default = ["Phase", "Ready", "Round", "Nodes", "Accuracy", "Age"]
     assert [name for name, prio in columns.items() if prio == 0] == default
     # `kubectl get fed -o wide` adds these.
-    assert [name for name, prio in columns.items() if prio == 1] == ["Reason", "RayCluster", "Job"]
+    assert [name for name, prio in columns.items() if prio == 1] == ["Reason", "RayCluster", "Job", "Checkpoint"]
 
 
 def test_cel_rules_cover_cross_field_and_immutable_fields() -> None:

@@ -55,6 +55,21 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("fractional GPUs above 1", spec_with(resources={"perNode": {"gpu": 1.5}}), "above 1 must be a whole number"),
     (
+        "checkpoint claim and path",
+        spec_with(checkpoint={"persistentVolumeClaim": "ckpt", "path": "/x"}),
+        "spec.checkpoint.path: leave it unset with persistentVolumeClaim",
+    ),
+    (
+        "checkpoint endpoint without s3",
+        spec_with(checkpoint={"path": "/x", "endpointUrl": "http://minio:9000"}),
+        "spec.checkpoint.endpointUrl is for object storage",
+    ),
+    (
+        "checkpoint credentials without object storage",
+        spec_with(checkpoint={"credentialsSecret": "creds"}),
+        "spec.checkpoint.credentialsSecret is for object storage",
+    ),
+    (
         "node pool name not a DNS label",
         with_pool(name="GPU_Pool"),
         "spec.cluster.nodePools[0].name in body should match",
