@@ -30,12 +30,13 @@ def pods(rc: dict[str, Any]) -> list[dict[str, Any]]:
 def test_the_claim_is_mounted_into_the_head_and_every_worker() -> None:
     s = spec(checkpoint={"persistentVolumeClaim": "ckpt", "everyRounds": 2},
              cluster={"nodePools": [gpu_pool(), gpu_pool(name="a100")]})
-    rc = builders.build_raycluster("fl", "team", UID, s, size_cluster(s), "/mnt/ckpt")
+    rc = builders.build_raycluster("fl", "team", UID, s, size_cluster(s), checkpoint_mount_path="/mnt/ckpt")
     assert len(pods(rc)) == 3
     for pod in pods(rc):
-        assert pod["volumes"] == [{"name": "red-checkpoints", "persistentVolumeClaim": {"claimName": "ckpt"}}]
+        # After Red's own /dev/shm volume (pod shaping), the claim.
+        assert pod["volumes"][1:] == [{"name": "red-checkpoints", "persistentVolumeClaim": {"claimName": "ckpt"}}]
         (container,) = pod["containers"]
-        assert container["volumeMounts"] == [{"name": "red-checkpoints", "mountPath": "/mnt/ckpt"}]
+        assert container["volumeMounts"][1:] == [{"name": "red-checkpoints", "mountPath": "/mnt/ckpt"}]
         assert "envFrom" not in container
 
 
@@ -43,7 +44,7 @@ def test_the_credentials_secret_reaches_every_ray_container_through_env_from() -
     s = spec(checkpoint={"path": "s3://bucket/runs", "credentialsSecret": "s3-creds"})
     rc = builders.build_raycluster("fl", "team", UID, s, size_cluster(s))
     for pod in pods(rc):
-        assert "volumes" not in pod
+        assert [v["name"] for v in pod["volumes"]] == ["dshm"]  # no claim: only Red's own /dev/shm
         assert pod["containers"][0]["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
 
 
