@@ -92,12 +92,21 @@ class Controller:
         t.start()
         self._threads.append(t)
 
-    def stop(self) -> None:
+    def stop(self, timeout_seconds: float = 8.0) -> None:
+        """Stop taking work and wait for the passes in flight, all together at most `timeout_seconds`:
+        a rolling update's SIGTERM must end in time for the Lease to be released (the threads are daemons,
+        and a pass cut short is redone by the next leader: every step is idempotent)."""
+        t0 = time.monotonic()
         self._stop.set()
         self.queue.shutdown()
         self.kube.caches.stop()
+        deadline = t0 + timeout_seconds
         for t in self._threads:
-            t.join(10)
+            t.join(max(0.0, deadline - time.monotonic()))
+        busy = [t.name for t in self._threads if t.is_alive()]
+        log.info(
+            "controller stopped in %.1f s%s", time.monotonic() - t0, f" ({', '.join(busy)} still busy)" if busy else ""
+        )
 
     # --- inputs -----------------------------------------------------------------------------------
     def on_federation(self, event_type: str | None, body: dict[str, Any]) -> None:

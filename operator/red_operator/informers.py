@@ -20,6 +20,7 @@ import copy
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -120,13 +121,14 @@ class Informer:
 
     def stop(self) -> None:
         self._stop.set()
+        # Closing a watch stream unblocks the thread reading it, but the close itself can wait for that
+        # read to return (the buffered reader's lock is held while it blocks in recv: up to the watch's
+        # timeout), and a shutdown that hangs here never releases the leader Lease. So close on the side.
         for resp in list(self._responses.values()):
-            try:
-                resp.close()  # unblocks a thread waiting on the watch stream
-            except Exception:  # closing is best effort
-                pass
+            threading.Thread(target=_close_quietly, args=(resp,), name="watch-close", daemon=True).start()
+        deadline = time.monotonic() + 2  # all together (daemons): shutdown must end in time to release the Lease
         for t in self._threads:
-            t.join(5)
+            t.join(max(0.0, deadline - time.monotonic()))
 
     # --- the cache --------------------------------------------------------------------------------
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -256,3 +258,10 @@ class Informer:
             self._on_change(obj, deleted)
         except Exception:  # a bad handler must not stop the watch
             log.exception("informer %s: on_change failed", self.name)
+
+
+def _close_quietly(resp: Any) -> None:
+    try:
+        resp.close()
+    except Exception:  # closing is best effort: the thread is a daemon and the process is ending
+        pass
