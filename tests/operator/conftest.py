@@ -57,8 +57,11 @@ def federation_crd(kube_cluster: KubeCluster) -> str:
 class OperatorControl:
     """The running operator, and a way to restart it as a crash would (SIGKILL, then a new process)."""
 
-    def __init__(self, cluster: KubeCluster, namespace: str, head: RayHead, workdir: Path) -> None:
+    def __init__(
+        self, cluster: KubeCluster, namespace: str, head: RayHead, workdir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.cluster, self.namespace, self.head, self.workdir = cluster, namespace, head, workdir
+        self.env = env  # more environment for the operator (settings), on every start
         self.starts = 0
         self.op = self._start()
 
@@ -70,6 +73,7 @@ class OperatorControl:
             dashboard_url=self.head.dashboard_url,
             token_file=self.head.token_file,
             namespaces=[self.namespace],
+            env=self.env,
             log_name=f"operator-{self.starts}.log",
         )
 

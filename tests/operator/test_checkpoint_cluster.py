@@ -31,32 +31,11 @@ from tests.fixtures.cluster import KubeCluster, kubectl_json
 from tests.fixtures.s3 import S3Server
 from tests.operator.conftest import OperatorControl
 from tests.operator.e2e_helpers import apply, events, federation, get_fed, status, wait_until
-from tests.operator.operator_proc import OperatorProcess, start_operator
 from tests.operator.ray_head import RayHead, start_ray_head
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ray, pytest.mark.s3]
 
 ROUNDS = 8
-
-
-class CheckpointOperator(OperatorControl):
-    """The operator with extra environment (its checkpoint mount path setting)."""
-
-    def __init__(self, cluster: KubeCluster, namespace: str, head: RayHead, workdir: Path, env: dict[str, str]):
-        self.env = env
-        super().__init__(cluster, namespace, head, workdir)
-
-    def _start(self) -> OperatorProcess:
-        self.starts += 1
-        return start_operator(
-            self.cluster.kubeconfig,
-            self.workdir,
-            dashboard_url=self.head.dashboard_url,
-            token_file=self.head.token_file,
-            namespaces=[self.namespace],
-            env=self.env,
-            log_name=f"operator-{self.starts}.log",
-        )
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +51,12 @@ def s3_ray_head(s3_server: S3Server) -> Iterator[RayHead]:
 @pytest.fixture
 def ckpt_operator(
     kube_cluster: KubeCluster, kube_namespace: str, federation_crd: str, s3_ray_head: RayHead, tmp_path: Path
-) -> Iterator[CheckpointOperator]:
+) -> Iterator[OperatorControl]:
     mount = tmp_path / "claim"
     mount.mkdir()
-    control = CheckpointOperator(
+    control = OperatorControl(
         kube_cluster, kube_namespace, s3_ray_head, tmp_path / "operator",
-        {"RED_OPERATOR_CHECKPOINT_MOUNT_PATH": str(mount)},
+        env={"RED_OPERATOR_CHECKPOINT_MOUNT_PATH": str(mount)},
     )
     control.mount = mount  # type: ignore[attr-defined]
     try:
@@ -159,7 +138,7 @@ def pod_templates(rc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_suspend_and_resume_through_a_pvc_reproduces_the_uninterrupted_run(
-    kube_cluster: KubeCluster, kube_namespace: str, ckpt_operator: CheckpointOperator, s3_ray_head: RayHead
+    kube_cluster: KubeCluster, kube_namespace: str, ckpt_operator: OperatorControl, s3_ray_head: RayHead
 ) -> None:
     ns = kube_namespace
     mount: Path = ckpt_operator.mount  # type: ignore[attr-defined]
@@ -212,7 +191,7 @@ def test_suspend_and_resume_through_a_pvc_reproduces_the_uninterrupted_run(
 
 
 def test_suspend_and_resume_through_s3_reproduces_the_uninterrupted_run(
-    kube_cluster: KubeCluster, kube_namespace: str, ckpt_operator: CheckpointOperator, s3_ray_head: RayHead,
+    kube_cluster: KubeCluster, kube_namespace: str, ckpt_operator: OperatorControl, s3_ray_head: RayHead,
     s3_server: S3Server, s3_prefix: str,
 ) -> None:
     ns = kube_namespace
