@@ -2,63 +2,34 @@
 
     red-operator [--kubeconfig PATH] [--namespace NS ...] [--dashboard-url-template T] [--log-format json] ...
 
-Every option also reads `RED_OPERATOR_<NAME>` from the environment (see `settings.Settings`).
+Every flag `--some-name` has exactly one variable, `RED_OPERATOR_SOME_NAME` (see `settings.Settings`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import http.server
 import logging
 import os
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 from red._version import __version__
 from red_operator import metrics
-from red_operator.settings import Settings
+from red_operator.settings import LOG_FORMATS as LOG_FORMATS
+from red_operator.settings import Settings, SettingsError
+from red_operator.settings import parser as settings_parser
 
 USER_AGENT = "red-operator"
 """Our requests' User-Agent (kopf's say `kopf/...`): the API server's audit log tells them apart."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="red-operator", description="Reconcile red.dev Federations into KubeRay clusters.")
+    p = settings_parser(description="Reconcile red.dev Federations into KubeRay clusters.")
     p.add_argument("--version", action="version", version=f"red-operator {__version__}")
-    p.add_argument("--kubeconfig", help="out-of-cluster: this kubeconfig (default: in-cluster, then $KUBECONFIG)")
-    p.add_argument("--namespace", "-n", action="append", default=[], help="watch only these namespaces")
-    p.add_argument("--dashboard-url-template", help="e.g. http://{service}.{namespace}.svc:8265")
-    p.add_argument("--engine-kubeconfig-dir", type=Path, help="out-of-cluster: write engine kubeconfigs here")
-    p.add_argument("--token-key-file", type=Path, help="key the Ray tokens are derived from (>= 32 bytes)")
-    p.add_argument("--ray-token-file", type=Path, help="development: the stand-in Ray head's token")
-    p.add_argument("--job-poll-seconds", type=float, help="ask Ray for a running job's status this often")
-    # The name from before reconciles were event-driven: it set the interval of every pass.
-    p.add_argument("--reconcile-seconds", dest="job_poll_seconds", type=float, help=argparse.SUPPRESS)
-    p.add_argument("--resync-seconds", type=float, help="reconcile every Federation at least this often")
-    p.add_argument("--metrics-port", type=int, default=int(os.environ.get("RED_OPERATOR_METRICS_PORT", "8000")))
-    p.add_argument("--liveness-port", type=int, default=int(os.environ.get("RED_OPERATOR_LIVENESS_PORT", "8080")))
-    p.add_argument("--bind", default=os.environ.get("RED_OPERATOR_BIND", "0.0.0.0"), help="address of both endpoints")
-    p.add_argument(
-        "--leader-elect",
-        action="store_true",
-        default=None,
-        help="one of several replicas: reconcile only while holding the Lease (RED_OPERATOR_LEADER_ELECTION)",
-    )
-    p.add_argument("--verbose", "-v", action="store_true")
-    p.add_argument(
-        "--log-format",
-        choices=LOG_FORMATS,
-        default=os.environ.get("RED_OPERATOR_LOG_FORMAT", "text"),
-        help="text (default), or json: one JSON object per line, with the Federation in `object`",
-    )
     return p
-
-
-LOG_FORMATS = ("text", "json")
 
 
 def configure_logging(*, verbose: bool = False, log_format: str = "text") -> None:
@@ -83,23 +54,12 @@ def configure_logging(*, verbose: bool = False, log_format: str = "text") -> Non
 
 
 def settings_from_args(args: argparse.Namespace, env: dict[str, str] | None = None) -> Settings:
-    s = Settings.from_env(env)
-    overrides: dict[str, object] = {}
-    if args.dashboard_url_template:
-        overrides["dashboard_url_template"] = args.dashboard_url_template
-    if args.engine_kubeconfig_dir:
-        overrides["engine_kubeconfig_dir"] = args.engine_kubeconfig_dir
-    if args.token_key_file:
-        overrides["token_key_file"] = args.token_key_file
-    if args.ray_token_file:
-        overrides["ray_token_file"] = args.ray_token_file
-    if args.job_poll_seconds:
-        overrides["job_poll_seconds"] = args.job_poll_seconds
-    if args.leader_elect:
-        overrides["leader_election"] = True
-    if args.resync_seconds:
-        overrides["resync_seconds"] = args.resync_seconds
-    return dataclasses.replace(s, **overrides)  # type: ignore[arg-type]
+    return Settings.from_args(args, env)
+
+
+def parse_settings(argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+    """The settings of a command line (`argv`) and an environment: what `main` runs with."""
+    return settings_from_args(_parser().parse_args(argv), env)
 
 
 LOST_LEASE_EXIT_CODE = 3
@@ -137,16 +97,15 @@ def standby_health(host: str, port: int) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    # Before anything imports kopf/kubernetes: the kubernetes client reads $KUBECONFIG at import time.
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = str(Path(args.kubeconfig).resolve())  # kopf logs in from it too
-    configure_logging(verbose=args.verbose, log_format=args.log_format)
     try:
-        settings = settings_from_args(args)
-    except ValueError as err:
+        settings = parse_settings(argv)
+    except SettingsError as err:
         print(f"red-operator: {err}", file=sys.stderr)
         return 2
+    # Before anything imports kopf/kubernetes: the kubernetes client reads $KUBECONFIG at import time.
+    if settings.kubeconfig:
+        os.environ["KUBECONFIG"] = str(settings.kubeconfig.resolve())  # kopf logs in from it too
+    configure_logging(verbose=settings.verbose, log_format=settings.log_format)
     if settings.token_key_file is None and settings.ray_token_file is None:
         print(
             "red-operator: no token key: pass --token-key-file (or RED_OPERATOR_TOKEN_KEY_FILE); the Helm "
@@ -169,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         config.load_kube_config(config_file=os.environ["KUBECONFIG"])  # type: ignore[no-untyped-call]
     else:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
-    namespaces = args.namespace or None
+    namespaces = list(settings.namespace) or None
     cfg = client.Configuration.get_default_copy()
     cfg.connection_pool_maxsize = settings.workers + 4
     api = client.ApiClient(cfg)
@@ -189,12 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     controller = Controller(reconciler, kube, EventPoster(api, settings.api_timeout_seconds), settings)
     caches.on_change = controller.on_owned
     registry = build_registry(controller, settings)
-    metrics.serve(args.metrics_port, args.bind)
+    metrics.serve(settings.metrics_port, settings.bind)
     log = logging.getLogger(__name__)
     log.info(
         "red-operator: dashboard URL template %s, namespaces %s",
         settings.dashboard_url_template,
-        args.namespace or "all",
+        ", ".join(settings.namespace) or "all",
     )
     elector = None
     if settings.leader_election:
@@ -211,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         metrics.LEADER.set(0)
         # A standby is alive (its liveness probe passes) but does nothing else: no watches, no caches.
-        with standby_health(args.bind, args.liveness_port):
+        with standby_health(settings.bind, settings.liveness_port):
             if not elector.wait_until_leader():
                 return 0
             metrics.LEADER.set(1)
@@ -221,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         kopf.run(
             registry=registry,
             standalone=True,
-            clusterwide=not args.namespace,
-            namespaces=args.namespace,
-            liveness_endpoint=f"http://{args.bind}:{args.liveness_port}/healthz",
+            clusterwide=not settings.namespace,
+            namespaces=list(settings.namespace),
+            liveness_endpoint=f"http://{settings.bind}:{settings.liveness_port}/healthz",
         )
     finally:
         if elector is not None:

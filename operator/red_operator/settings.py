@@ -1,10 +1,21 @@
-"""Operator settings: one dataclass, one docstring per field, read from the environment or the CLI."""
+"""Operator settings: one dataclass, one docstring per field, and exactly one flag and one variable each.
+
+Every field `some_name` is set by the flag `--some-name` and by the variable `RED_OPERATOR_SOME_NAME`;
+a flag wins over the variable, the variable over the default. The parser is generated from the fields
+(`parser()`), so a new setting cannot forget either, and a test pins the one-to-one map. A value that
+does not convert is a `SettingsError` naming the variable or flag and what it takes.
+"""
 
 from __future__ import annotations
 
+import argparse
+import ast
+import inspect
 import json
 import os
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import Field, dataclass, field, fields, replace
+from functools import cache
 from pathlib import Path
 
 from red.spec.model import ENGINE_IMAGE
@@ -12,10 +23,44 @@ from red_operator.checkpoints import DEFAULT_MOUNT_PATH
 
 ENV_PREFIX = "RED_OPERATOR_"
 DEFAULT_DASHBOARD_URL = "http://{service}.{namespace}.svc:8265"
+LOG_FORMATS = ("text", "json")
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+# Earlier names of flags, kept so existing Deployments and scripts keep working (hidden from --help).
+FLAG_ALIASES = {
+    "--reconcile-seconds": "job_poll_seconds",  # from before reconciles were event-driven
+    "--leader-elect": "leader_election",  # the name controller-runtime operators use
+}
+SHORT_FLAGS = {"namespace": "-n", "verbose": "-v"}
+
+
+class SettingsError(ValueError):
+    """A setting's value is malformed; the message names the flag or variable and what it takes."""
 
 
 @dataclass(frozen=True)
 class Settings:
+    kubeconfig: Path | None = None
+    """Out of cluster: the kubeconfig to use (default: in cluster, then $KUBECONFIG)."""
+
+    namespace: tuple[str, ...] = ()
+    """Watch only these namespaces (the flag repeats; the variable is comma-separated); empty: all."""
+
+    metrics_port: int = 8000
+    """Port of the Prometheus metrics endpoint (/metrics)."""
+
+    liveness_port: int = 8080
+    """Port of the liveness endpoint (/healthz)."""
+
+    bind: str = "0.0.0.0"
+    """Address both endpoints listen on."""
+
+    log_format: str = "text"
+    """text, or json: one JSON object per line, with the Federation in `object`."""
+
+    verbose: bool = False
+    """Log at DEBUG, and every kopf handler run."""
+
     dashboard_url_template: str = DEFAULT_DASHBOARD_URL
     """Where the Ray dashboard of a Federation's cluster answers. Placeholders: {service} (the head
     service, from RayCluster.status.head.serviceName), {cluster}, {namespace}, {federation}.
@@ -115,34 +160,138 @@ class Settings:
         for item in filter(None, (p.strip() for p in self.engine_plugins.split(","))):
             kind, sep, name = item.partition(":")
             if not sep or kind not in ("task", "algorithm", "schema") or not name:
-                raise ValueError(
+                raise SettingsError(
                     f"engine_plugins: {item!r} must be kind:name with kind task, algorithm or schema"
                 )
             out.append((kind, name))
         return out
 
+    def __post_init__(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise SettingsError(f"log_format: {self.log_format!r} is not one of {', '.join(LOG_FORMATS)}")
+
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+    def from_env(cls, env: typing.Mapping[str, str] | None = None) -> Settings:
         """Read `RED_OPERATOR_<FIELD>` variables (e.g. RED_OPERATOR_DASHBOARD_URL_TEMPLATE)."""
-        env = dict(os.environ if env is None else env)
-        values: dict[str, object] = {}
+        env = os.environ if env is None else env
+        values = {}
         for f in fields(cls):
-            raw = env.get(ENV_PREFIX + f.name.upper())
-            if raw is None:
-                continue
-            if f.name == "extra_engine_env":
-                values[f.name] = _env_map(ENV_PREFIX + f.name.upper(), raw)
-            elif f.name.endswith("_dir") or f.name.endswith("_file"):
-                values[f.name] = Path(raw) if raw else None
-            elif f.name.endswith("_seconds"):
-                values[f.name] = float(raw)
-            elif f.name == "workers":
-                values[f.name] = int(raw)
-            elif f.name == "leader_election":
-                values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
-            else:
-                values[f.name] = raw
+            raw = env.get(env_name(f.name))
+            if raw is not None:
+                values[f.name] = _convert(f, raw, env_name(f.name))
         return cls(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, env: typing.Mapping[str, str] | None = None) -> Settings:
+        """The environment's settings, overridden by the flags that were given (`parser()`)."""
+        given = {k: v for k, v in vars(args).items() if k in _FIELD_NAMES}
+        return replace(cls.from_env(env), **given)
+
+
+def env_name(name: str) -> str:
+    """The variable that sets field `name`."""
+    return ENV_PREFIX + name.upper()
+
+
+def flag_name(name: str) -> str:
+    """The flag that sets field `name`."""
+    return "--" + name.replace("_", "-")
+
+
+def parser(prog: str = "red-operator", description: str = "") -> argparse.ArgumentParser:
+    """Flags for every field; an absent flag leaves the attribute unset (the variable or default holds)."""
+    p = argparse.ArgumentParser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
+    docs = field_docs()
+    for f in fields(Settings):
+        names = [flag_name(f.name), *([SHORT_FLAGS[f.name]] if f.name in SHORT_FLAGS else [])]
+        help_text = f"{docs.get(f.name, '')} [{env_name(f.name)}]".replace("%", "%%")
+        hint = _hints()[f.name]
+        if hint is bool:
+            p.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, help=help_text)
+        elif f.name == "namespace":
+            p.add_argument(*names, dest=f.name, action=_Append, metavar="NS", help=help_text)
+        else:
+            p.add_argument(*names, dest=f.name, type=_flag_converter(f), metavar=f.name.upper(), help=help_text)
+    for alias, dest in FLAG_ALIASES.items():
+        if _hints()[dest] is bool:
+            p.add_argument(alias, dest=dest, action="store_true", help=argparse.SUPPRESS)
+        else:
+            f = next(f for f in fields(Settings) if f.name == dest)
+            p.add_argument(alias, dest=dest, type=_flag_converter(f), help=argparse.SUPPRESS)
+    return p
+
+
+class _Append(argparse.Action):
+    """`--namespace a --namespace b` → ("a", "b"); each value may also be comma-separated."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        before = tuple(getattr(namespace, self.dest, ()))
+        setattr(namespace, self.dest, before + _names(str(values)))
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in raw.split(",") if n.strip())
+
+
+@cache
+def _hints() -> dict[str, object]:
+    return typing.get_type_hints(Settings)
+
+
+_FIELD_NAMES = frozenset(f.name for f in fields(Settings))
+
+
+def _flag_converter(f: Field[object]) -> typing.Callable[[str], object]:
+    def convert(raw: str) -> object:
+        try:
+            return _convert(f, raw, flag_name(f.name))
+        except SettingsError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = f.name  # argparse names the type in its error message
+    return convert
+
+
+def _convert(f: Field[object], raw: str, source: str) -> object:
+    """`raw` (a variable's or a flag's text) as field `f`'s type."""
+    hint = _hints()[f.name]
+    if f.name == "extra_engine_env":
+        return _env_map(source, raw)
+    if f.name == "namespace":
+        return _names(raw)
+    if f.name == "log_format" and raw not in LOG_FORMATS:
+        raise SettingsError(f"{source}: {raw!r} is not one of {', '.join(LOG_FORMATS)}")
+    if hint in (Path | None,):
+        return Path(raw) if raw else None
+    if hint is bool:
+        low = raw.strip().lower()
+        if low not in TRUE + FALSE:
+            raise SettingsError(f"{source}: {raw!r} is not a boolean; use true or false")
+        return low in TRUE
+    for typ, what in ((int, "a whole number"), (float, "a number")):
+        if hint is typ:
+            try:
+                value = typ(raw)
+            except ValueError:
+                raise SettingsError(f"{source}: {raw!r} is not {what} (e.g. {f.default})") from None
+            if value < 0:
+                raise SettingsError(f"{source}: {raw!r} must not be negative")
+            return value
+    return raw
+
+
+@cache
+def field_docs() -> dict[str, str]:
+    """Each field's docstring (the string under it in the class body), whitespace folded."""
+    out: dict[str, str] = {}
+    body = ast.parse(inspect.getsource(Settings)).body[0]
+    assert isinstance(body, ast.ClassDef)
+    for prev, node in zip(body.body, body.body[1:], strict=False):
+        if (isinstance(prev, ast.AnnAssign) and isinstance(prev.target, ast.Name) and isinstance(node, ast.Expr)
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            out[prev.target.id] = " ".join(node.value.value.split())
+    return out
 
 
 def _env_map(name: str, raw: str) -> dict[str, str]:
@@ -152,7 +301,9 @@ def _env_map(name: str, raw: str) -> dict[str, str]:
     try:
         value = json.loads(raw)
     except ValueError as err:
-        raise ValueError(f"{name}: not JSON ({err}); give an object, e.g. '{{\"RED_LOG_LEVEL\": \"DEBUG\"}}'") from None
+        raise SettingsError(
+            f"{name}: not JSON ({err}); give an object, e.g. '{{\"RED_LOG_LEVEL\": \"DEBUG\"}}'"
+        ) from None
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ValueError(f"{name}: must be a JSON object of strings, e.g. '{{\"RED_LOG_LEVEL\": \"DEBUG\"}}'")
+        raise SettingsError(f"{name}: must be a JSON object of strings, e.g. '{{\"RED_LOG_LEVEL\": \"DEBUG\"}}'")
     return dict(value)

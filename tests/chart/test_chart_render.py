@@ -72,8 +72,8 @@ def test_namespace_scope_rbac_equals_operator_rules_split_by_scope() -> None:
         assert b["roleRef"]["kind"] == "Role"
         assert b["subjects"][0]["namespace"] == "red-system"
     args = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    parsed = operator_main._parser().parse_args(args)
-    assert parsed.namespace == ["team-a", "team-b"]
+    parsed = operator_main.parse_settings(args, env={})
+    assert parsed.namespace == ("team-a", "team-b")
 
 
 def test_namespace_scope_defaults_to_release_namespace_and_cluster_read_is_optional() -> None:
@@ -81,12 +81,12 @@ def test_namespace_scope_defaults_to_release_namespace_and_cluster_read_is_optio
     assert [r["metadata"]["namespace"] for r in by_kind(objs, "Role")] == ["ml"]
     assert not operator_cluster_roles(objs) and not by_kind(objs, "ClusterRoleBinding")
     args = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert operator_main._parser().parse_args(args).namespace == ["ml"]
+    assert operator_main.parse_settings(args, env={}).namespace == ("ml",)
 
 
 def test_cluster_scope_watches_every_namespace() -> None:
     args = one(render(), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert operator_main._parser().parse_args(args).namespace == []
+    assert operator_main.parse_settings(args, env={}).namespace == ()
 
 
 def test_rbac_create_false_renders_no_rbac_for_the_operator() -> None:
@@ -122,7 +122,7 @@ def test_aggregated_cluster_roles_extend_edit_admin_and_view() -> None:
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_log_format_reaches_the_operator(fmt: str) -> None:
     c = one(render(f"operator.logFormat={fmt}"), "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    assert operator_main._parser().parse_args(c["args"]).log_format == fmt
+    assert operator_main.parse_settings(c["args"], env={}).log_format == fmt
 
 
 def test_deployment_is_single_recreate_and_hardened() -> None:
@@ -151,7 +151,7 @@ def test_probe_and_metrics_ports_match_the_operator_flags() -> None:
     objs = render("operator.metricsPort=9100", "operator.livenessPort=9180")
     c = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert c["command"] == ["red-operator"]
-    args = operator_main._parser().parse_args(c["args"])
+    args = operator_main.parse_settings(c["args"], env={})
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert (
         ports
@@ -319,7 +319,7 @@ def test_token_key_is_generated_once_and_mounted_not_read() -> None:
     assert vol["secret"]["secretName"] == secret["metadata"]["name"]
     (c,) = pod["containers"]
     (mount,) = [m for m in c["volumeMounts"] if m["name"] == vol["name"]]
-    args = operator_main._parser().parse_args(c["args"])
+    args = operator_main.parse_settings(c["args"], env={})
     assert str(args.token_key_file).startswith(mount["mountPath"] + "/") and mount["readOnly"] is True
 
     objs = render("tokenKey.existingSecret=my-key")

@@ -12,9 +12,9 @@ from red_operator import main as operator_main
 
 SCRIPT = """
 import logging, sys, warnings
-from red_operator.main import _parser, configure_logging
-args = _parser().parse_args(sys.argv[1:])
-configure_logging(verbose=args.verbose, log_format=args.log_format)
+from red_operator.main import configure_logging, parse_settings
+s = parse_settings(sys.argv[1:])
+configure_logging(verbose=s.verbose, log_format=s.log_format)
 logging.getLogger("red_operator.reconcile").info("reconciled %s", "fl")
 logging.getLogger("kopf.objects").warning("handler failed", extra={"k8s_ref": {"name": "fl", "namespace": "ns"}})
 warnings.warn("a library warning")
@@ -47,4 +47,4 @@ def test_json_logs_are_one_object_per_line(args: tuple[str, ...], env: dict[str,
 def test_text_is_the_default() -> None:
     lines = _run()
     assert "INFO red_operator.reconcile: reconciled fl" in lines[0]
-    assert operator_main._parser().parse_args([]).log_format == "text"
+    assert operator_main.parse_settings([], env={}).log_format == "text"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +15,9 @@ from red_operator import names, rbac
 from red_operator.engine_job import MAX_NODES_IN_REPORT, ConfigMapSink, compact
 from red_operator.jobs import JobsClient, dashboard_url
 from red_operator.main import _parser, settings_from_args
-from red_operator.settings import DEFAULT_DASHBOARD_URL, Settings
+from red_operator.settings import DEFAULT_DASHBOARD_URL, FLAG_ALIASES, SHORT_FLAGS, Settings, env_name, flag_name
+
+from tests.helpers import ROOT
 
 
 class FakeCore:
@@ -231,3 +236,72 @@ def test_lease_rules_are_only_the_lease() -> None:
 
 def test_dev_rules_are_only_token_requests() -> None:
     assert rbac.DEV_RULES == [{"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}]
+
+
+def _sample(name: str) -> tuple[str, list[str]]:
+    """A non-default value for setting `name`: as a variable's text, and as the flag arguments."""
+    special = {
+        "namespace": "team-a,team-b",
+        "log_format": "json",
+        "extra_engine_env": '{"RED_LOG_LEVEL": "DEBUG"}',
+        "engine_plugins": "task:cifar",
+    }
+    hint = typing.get_type_hints(Settings)[name]
+    if hint is bool:
+        return "true", [flag_name(name)]
+    raw = special.get(name) or {int: "7", float: "2.5"}.get(hint, "/some/value")  # type: ignore[call-overload]
+    return raw, [f"{flag_name(name)}={raw}"]
+
+
+@pytest.mark.parametrize("name", [f.name for f in dataclasses.fields(Settings)])
+def test_every_setting_has_one_flag_and_one_variable_that_set_it_alone(name: str) -> None:
+    raw, argv = _sample(name)
+    from_env = Settings.from_env({env_name(name): raw})
+    from_flag = operator_main.parse_settings(argv, env={})
+    assert from_env == from_flag
+    default = Settings()
+    changed = {f.name for f in dataclasses.fields(Settings) if getattr(from_env, f.name) != getattr(default, f.name)}
+    assert changed == {name}
+    # The flag wins over the variable.
+    assert operator_main.parse_settings(argv, env={env_name(name): raw}) == from_env
+
+
+def test_the_parser_has_no_flag_without_a_setting() -> None:
+    options = {o for action in operator_main._parser()._actions for o in action.option_strings}
+    names = [f.name for f in dataclasses.fields(Settings)]
+    bools = [n for n in names if typing.get_type_hints(Settings)[n] is bool]
+    expected = {flag_name(n) for n in names} | {"--no-" + flag_name(n)[2:] for n in bools}
+    assert options == expected | set(SHORT_FLAGS.values()) | set(FLAG_ALIASES) | {"-h", "--help", "--version"}
+    assert set(FLAG_ALIASES.values()) <= set(names)
+
+
+def test_every_variable_the_repo_mentions_is_a_setting() -> None:
+    known = {env_name(f.name) for f in dataclasses.fields(Settings)}
+    texts = [ROOT / "README.md", *(ROOT / "charts").rglob("*.yaml"), *(ROOT / "charts").rglob("*.md"),
+             *(ROOT / "docs").rglob("*.md")]
+    mentioned = {m for path in texts for m in re.findall(r"RED_OPERATOR_[A-Z_]*[A-Z]", path.read_text())}
+    assert mentioned and mentioned <= known, sorted(mentioned - known)
+
+
+@pytest.mark.parametrize(
+    ("env", "argv", "says"),
+    [
+        ({"RED_OPERATOR_WORKERS": "many"}, [], "RED_OPERATOR_WORKERS: 'many' is not a whole number"),
+        ({"RED_OPERATOR_JOB_POLL_SECONDS": "-1"}, [], "RED_OPERATOR_JOB_POLL_SECONDS: '-1' must not be negative"),
+        ({"RED_OPERATOR_LEADER_ELECTION": "maybe"}, [], "'maybe' is not a boolean; use true or false"),
+        ({"RED_OPERATOR_LOG_FORMAT": "xml"}, [], "'xml' is not one of text, json"),
+        ({}, ["--workers", "many"], "--workers: 'many' is not a whole number"),
+    ],
+)
+def test_a_malformed_setting_exits_2_naming_it(
+    env: dict[str, str], argv: list[str], says: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    try:
+        code = operator_main.main(argv)
+    except SystemExit as exited:  # argparse exits itself on a malformed flag
+        code = int(exited.code or 0)
+    assert code == 2
+    assert says in capsys.readouterr().err
