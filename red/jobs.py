@@ -135,8 +135,9 @@ def for_submit(spec: dict[str, Any], base: Path, working_dir: str | None, import
     wd = working_dir or rt.pop("workingDir", None)
     rt.pop("workingDir", None)
     if wd:
-        out["working_dir"] = _local_or_uri(str(wd), base)
-    modules = [_local_or_uri(str(m), base) for m in rt.pop("pyModules", None) or []]
+        out["working_dir"] = _local_or_uri(str(wd), base, "spec.runtimeEnv.workingDir", folder=True)
+    modules = [_local_or_uri(str(m), base, f"spec.runtimeEnv.pyModules[{i}]")
+               for i, m in enumerate(rt.pop("pyModules", None) or [])]
     if modules:
         out["py_modules"] = modules
     pip = rt.pop("pip", None)
@@ -153,15 +154,12 @@ def for_submit(spec: dict[str, Any], base: Path, working_dir: str | None, import
     return out
 
 
-def _local_or_uri(path: str, base: Path) -> str:
+def _local_or_uri(path: str, base: Path, field: str, *, folder: bool = False) -> str:
+    """A URI as it is (Ray fetches it on the cluster); a local path resolved as `red run` does."""
     from red.spec.runtime_env import uri_scheme
+    from red.user_code import local_source
 
-    if uri_scheme(path) is not None:
-        return path
-    resolved = (base / path).resolve()
-    if not resolved.exists():
-        raise JobError(f"{path}: no such file or folder (read from {base}); name the folder with your code")
-    return str(resolved)
+    return path if uri_scheme(path) is not None else str(local_source(path, base, field, folder=folder))
 
 
 def split_events(chunk: str, pending: str) -> tuple[list[str], str]:

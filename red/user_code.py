@@ -59,6 +59,17 @@ def load(spec: FederationSpec) -> None:
     raise SpecError("; ".join(problems) + "." + fix, [p + fix for p in problems])
 
 
+def local_source(path: str, base: Path, field: str, *, folder: bool = False) -> Path:
+    """A local `workingDir` or `pyModules` entry as an absolute path (relative ones are read from `base`).
+    The one resolver of shipped code: `red run` (for_red_run) and `red submit` (red.jobs.for_submit)."""
+    resolved = (base / path).resolve()
+    if not resolved.exists():
+        raise SpecError(f"{field}: {path}: no such file or folder (read from {base}); name the folder with your code")
+    if folder and not resolved.is_dir():
+        raise SpecError(f"{field}: {path} is a file; name the folder with your code")
+    return resolved
+
+
 def for_red_run(rt: RuntimeEnvSpec, *, base: Path | None = None) -> dict[str, Any]:
     """Ray's runtime_env for `red run`: local paths made absolute (relative ones are read from `base`, the
     current directory by default) and put on this process's path, so the driver imports them too; the
@@ -75,16 +86,12 @@ def for_red_run(rt: RuntimeEnvSpec, *, base: Path | None = None) -> dict[str, An
     out = rt.ray_runtime_env()
     root = base or Path.cwd()
     if rt.working_dir:
-        wd = (root / rt.working_dir).resolve()
-        if not wd.is_dir():
-            raise SpecError(f"spec.runtimeEnv.workingDir: {wd} is not a directory")
+        wd = local_source(rt.working_dir, root, "spec.runtimeEnv.workingDir", folder=True)
         out["working_dir"] = str(wd)
         _on_path(wd)
     modules = []
     for i, m in enumerate(rt.py_modules):
-        p = (root / m).resolve()
-        if not p.exists():
-            raise SpecError(f"spec.runtimeEnv.pyModules[{i}]: {p} does not exist")
+        p = local_source(m, root, f"spec.runtimeEnv.pyModules[{i}]")
         modules.append(str(p))
         # A package directory is imported by its name: its parent goes on the path.
         _on_path(p.parent if p.is_dir() else p)

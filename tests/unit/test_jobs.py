@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from red.errors import SpecError
 from red.jobs import (
     JobError,
     Token,
@@ -140,8 +141,14 @@ def test_for_submit_moves_the_code_to_the_job_and_keeps_imports_in_the_spec(tmp_
     assert "runtimeEnv" not in yaml.safe_load(
         for_submit({"spec": {}}, tmp_path, None, [])["env_vars"]["RED_FEDERATION_YAML"]
     )["spec"]
-    with pytest.raises(JobError, match="missing: no such file or folder"):
+    # The same resolver and words as `red run` (red.user_code.local_source).
+    with pytest.raises(SpecError, match=r"spec.runtimeEnv.workingDir: missing: no such file or folder"):
         for_submit({"spec": {"runtimeEnv": {"workingDir": "missing"}}}, tmp_path, None, [])
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(SpecError, match=r"spec.runtimeEnv.workingDir: notes.txt is a file"):
+        for_submit({"spec": {"runtimeEnv": {"workingDir": "notes.txt"}}}, tmp_path, None, [])
+    with pytest.raises(SpecError, match=r"spec.runtimeEnv.pyModules\[1\]: gone.py: no such file"):
+        for_submit({"spec": {"runtimeEnv": {"pyModules": ["lib", "gone.py"]}}}, tmp_path, None, [])
 
 
 def test_submission_ids_are_readable_and_unique() -> None:
