@@ -26,6 +26,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from red.spec.status import Phase
 from red_operator import metrics, names
 from red_operator.cached_kube import CachedKube
 from red_operator.decide import parse_time
@@ -198,7 +199,7 @@ class Controller:
         self._account(body, outcome)
         now = datetime.now(UTC)
         phase = outcome.status.get("phase")
-        if phase == "Running" and prev_phase != "Running":
+        if phase == Phase.RUNNING and prev_phase != Phase.RUNNING:
             created = parse_time(body["metadata"].get("creationTimestamp"))
             if created is not None and (outcome.status.get("job") or {}).get("attempts") == 1:
                 metrics.APPLY_TO_RUNNING.observe((now - created).total_seconds())

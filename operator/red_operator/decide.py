@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from red.spec.model import FederationSpec
 from red.spec.status import TERMINAL_PHASES as TERMINAL_PHASES
+from red.spec.status import Phase
 
 # Engine failure reasons that a retry cannot fix: the same spec fails the same way (fix it instead).
 NOT_RETRIED = frozenset({"SpecError"})
@@ -80,7 +81,7 @@ def plan(
 
     if phase in TERMINAL_PHASES:
         cluster = keep_or_delete if ttl_expired(spec, status, now) else "leave"
-        return Plan(cluster, "none", attempts, False, failures, phase == "Failed", "finished")
+        return Plan(cluster, "none", attempts, False, failures, phase == Phase.FAILED, "finished")
     current_active = ray_job is not None and ray_job.status in RAY_ACTIVE
     if spec.suspend:
         return Plan(keep_or_delete, "stop" if current_active else "none", attempts, False, failures, why="suspended")

@@ -7,7 +7,9 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-PHASES = ("Pending", "Starting", "Running", "Succeeded", "Failed", "Suspended")
+from red.spec.status import Phase
+
+PHASES = tuple(p.value for p in Phase)
 
 REGISTRY = CollectorRegistry()
 RECONCILES = Counter("red_operator_reconciles", "Reconcile passes, by result.", ["result"], registry=REGISTRY)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from red.spec.status import Phase
 from red_operator.decide import TERMINAL_PHASES, parse_time
 
 TTL_SLACK_SECONDS = 0.5
@@ -47,8 +48,8 @@ def next_pass_seconds(
         left = (done + timedelta(seconds=int(ttl)) - now).total_seconds()
         # Expired already: the pass that just ran acted on it (the RayCluster's deletion wakes us again).
         return left + TTL_SLACK_SECONDS if left > 0 else None
-    if phase == "Suspended":
+    if phase == Phase.SUSPENDED:
         return None
-    if phase == "Running":
+    if phase == Phase.RUNNING:
         return running_seconds
     return starting_seconds
