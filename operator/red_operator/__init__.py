@@ -2,12 +2,12 @@
 
 Layout (pure modules first, the cluster-facing ones after):
 
-* `names`      — names and labels of everything a Federation owns
+* `names`      — `FederationRef` (name, namespace, uid), and the names and labels of everything it owns
 * `sizing`     — how many workers each node pool needs, or the shortfall
 * `builders`   — desired objects (RayCluster, Secret, ConfigMap, RBAC) as plain dicts
 * `readiness`  — is the RayCluster ready? what do its pods say?
 * `conditions` — metav1.Condition helpers
-* `status`     — fold observations into `Federation.status`
+* `status`     — fold observations into `Federation.status`: one pure function per section and condition
 * `decide`     — what the reconciler should do next, from the observations
 * `jobs`       — the Ray Jobs REST client
 * `requeue`    — when to reconcile again without an event: the phase, or a failed pass's backoff
@@ -15,8 +15,9 @@ Layout (pure modules first, the cluster-facing ones after):
 * `informers`  — list+watch caches of RayClusters and Ray pods (410 Gone: relist)
 * `cached_kube`— `Kube` whose reads come from those caches
 * `workqueue`  — deduplicating, delaying queue of Federation keys
-* `events`     — post Kubernetes Events from any thread
-* `reconcile`  — one reconcile pass: observe, act, write status
+* `events`     — the `Event` record, the Events a status change makes, posting them from any thread
+* `reconcile`  — one reconcile pass as its checklist: claim, ensure_owned, observe, plan, act, fold,
+                 write; and `cleanup`, the delete path
 * `controller` — watch events in, one pass per Federation at a time on worker threads, requeues
 * `leader`     — leader election on a Lease (several replicas, one reconciles)
 * `handlers`   — the kopf handlers (thin): Federation events and deletion

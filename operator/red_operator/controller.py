@@ -228,8 +228,8 @@ class Controller:
             metrics.ERRORS.labels(error=outcome.error_kind).inc()
         else:
             metrics.RECONCILES.labels(result="written" if outcome.written else "unchanged").inc()
-        for kind, reason, message in outcome.events:
-            self.poster.post(body, kind, reason, message)
+        for event in outcome.events:
+            self.poster.post(body, event.type, event.reason, event.message)
 
     def _resync(self) -> None:
         period = self.settings.resync_seconds

@@ -1,21 +1,58 @@
-"""Post Kubernetes Events on a Federation from any thread (kopf's `kopf.event` works only inside its
-handlers, and reconciles now run on the controller's own workers)."""
+"""Kubernetes Events on a Federation: the `Event` a reconcile pass decides to post, the ones a status
+change makes (pure), and posting them from any thread (kopf's `kopf.event` works only inside its
+handlers, and reconciles run on the controller's own workers)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from red_operator import names
+from red_operator import conditions, names
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGE = 1024  # the API server refuses longer event messages
+
+EventType = Literal["Normal", "Warning"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One Event to post on the Federation: `kubectl describe federation` shows them."""
+
+    type: EventType
+    reason: str
+    message: str
+
+    @classmethod
+    def normal(cls, reason: str, message: str) -> Event:
+        return cls("Normal", reason, message)
+
+    @classmethod
+    def warning(cls, reason: str, message: str) -> Event:
+        return cls("Warning", reason, message)
+
+
+def status_events(prev: dict[str, Any], new: dict[str, Any]) -> list[Event]:
+    """The Events a status change makes: one per condition whose status or reason changed (a Warning
+    when it is bad news), and one when the phase moved. Pure."""
+    out = [
+        Event(
+            "Warning" if conditions.is_bad_news(c) else "Normal",
+            f"{c['type']}{c['status']}",
+            f"{c['type']}={c['status']} ({c['reason']}): {c['message']}",
+        )
+        for c in conditions.transitions(prev.get("conditions") or [], new.get("conditions") or [])
+    ]
+    if prev.get("phase") != new.get("phase"):
+        out.append(Event.normal("Phase", f"phase {prev.get('phase') or '-'} -> {new.get('phase')}"))
+    return out
 
 
 def build_event(body: dict[str, Any], type_: str, reason: str, message: str, now: datetime) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from red._version import __version__
@@ -23,6 +25,23 @@ COMPONENT_REPORT = "report"
 COMPONENT_ENGINE = "engine"  # the engine's ServiceAccount, Role and RoleBinding
 TOKEN_KEY = "auth_token"  # the key KubeRay's authOptions.secretName expects
 REPORT_KEY = "report"
+
+
+@dataclass(frozen=True)
+class FederationRef:
+    """Which Federation: everything a reconcile pass or a deletion names derives from these three."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> FederationRef:
+        meta = body["metadata"]
+        return cls(meta["name"], meta["namespace"], str(meta.get("uid") or ""))
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
 
 
 def raycluster(fed: str) -> str:

@@ -1,16 +1,25 @@
-"""One reconcile pass for one Federation: observe everything, decide, act, fold, write status.
+"""One reconcile pass for one Federation, written as its checklist (KubeRay's `Reconcile()` is the model).
 
-Reads like a checklist (KubeRay's `Reconcile()` is the model): parse the spec, make sure the owned
-objects exist, observe the RayCluster and its pods, ask Ray about the job, read the engine's report,
-plan, act on the plan, fold the new status and write it only if it changed. Deciding lives in pure
-modules (`decide`, `status`, `builders`, `readiness`); this module only gathers and acts.
+`Reconciler.reconcile()` runs these steps in order, over one `FederationRef` (name, namespace, uid):
+
+1. parse       the spec (`spec_from_dict`); an invalid one is folded into a Failed status and written
+2. claim       find the RayCluster and decide whether it may be used (ours, or a borrowable existing one)
+3. ensure_owned create the Secret, ConfigMap and RBAC the run needs (once per process; look-alikes block)
+4. observe     the cluster and its pods, Ray's word on the job, the engine's report (a `Seen`)
+5. plan        what to do next (`decide.plan`, pure); a blocked Federation touches nothing
+6. act         create or delete the cluster, stop or submit the job (an `Acted`)
+7. fold        the new status (`status.fold`, pure)
+8. write       post the Events and patch the status only if it changed
+
+Deciding lives in pure modules (`decide`, `status`, `builders`, `readiness`); this module only gathers
+and acts. `cleanup()` is the delete path: stop the job, remove what the Federation owns.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,15 +29,18 @@ from kubernetes.client.exceptions import ApiException
 from red.errors import SpecError
 from red.spec.loader import spec_from_dict
 from red.spec.model import FederationSpec
-from red.spec.status import Event, ReportReading, parse_report
-from red_operator import builders, checkpoints, conditions, logtail, metrics, names, ownership, tokens
-from red_operator.decide import SUSPENDED, TERMINAL_PHASES, Plan, RayJob, plan
+from red.spec.status import Event as EngineEvent
+from red.spec.status import ReportReading, parse_report
+from red_operator import builders, checkpoints, decide, logtail, metrics, names, ownership, tokens
+from red_operator.decide import SUSPENDED, TERMINAL_PHASES, Plan, RayJob
+from red_operator.events import Event, status_events
 from red_operator.failures import Backoff, describe, failure_conditions
 from red_operator.jobs import DashboardError, JobsClient, dashboard_url
 from red_operator.kube import Kube
-from red_operator.readiness import observe_cluster
+from red_operator.names import FederationRef
+from red_operator.readiness import ClusterObservation, observe_cluster
 from red_operator.settings import Settings
-from red_operator.sizing import size_cluster
+from red_operator.sizing import Sizing, size_cluster
 from red_operator.status import Blocked, Observed, fold, recover
 
 # The first KubeRay that honours RayCluster.spec.authOptions (older ones prune the field silently).
@@ -40,8 +52,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class Outcome:
     status: dict[str, Any]
-    events: list[tuple[str, str, str]] = field(default_factory=list)
-    """(type Normal|Warning, reason, message) to post on the Federation."""
+    events: list[Event] = field(default_factory=list)
+    """To post on the Federation."""
     written: bool = False
     skipped: bool = False
     """True when the pass was not run: the Federation is backing off after a failure."""
@@ -51,6 +63,43 @@ class Outcome:
     """ApiError (the API server answered with an error) or ReconcileError (anything else)."""
     retry_seconds: float | None = None
     """Failed or skipped: when the next try is due (the Federation's backoff)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The RayCluster a Federation runs on, and whether it may use it."""
+
+    name: str
+    existing: str | None
+    """spec.cluster.existingCluster: a borrowed cluster, never created nor deleted."""
+    rc: dict[str, Any] | None
+    """The object; None when it does not exist or is not ours to use (then `blocked` says why)."""
+    blocked: Blocked | None = None
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What one pass observed (and, once `act` ran, what acting changed of it)."""
+
+    cluster: ClusterObservation
+    dashboard_url: str
+    """Computed once per pass: the jobs client calls it and status shows it."""
+    jobs: JobsClient | None = None
+    submission_id: str | None = None
+    """The current submission, as status.job knows it."""
+    ray_job: RayJob | None = None
+    report: ReportReading | None = None
+    blocked: Blocked | None = None
+    dashboard_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Acted:
+    plan: Plan
+    """The plan as carried out: a submission that did not happen is not counted."""
+    seen: Seen
+    submitted: str | None = None
+    """The submission made (or adopted) this pass."""
 
 
 class Reconciler:
@@ -87,11 +136,10 @@ class Reconciler:
         return out
 
     def _failed(self, body: Mapping[str, Any], err: Exception, now: datetime) -> Outcome:
-        meta = body["metadata"]
-        name, ns = meta["name"], meta["namespace"]
+        ref = FederationRef.of(body)
         failure = describe(err)
-        wait = self.backoff.failed(meta["uid"], now)
-        log.warning("%s/%s: pass failed, next try in %g s: %s", ns, name, wait, failure.message)
+        wait = self.backoff.failed(ref.uid, now)
+        log.warning("%s: pass failed, next try in %g s: %s", ref, wait, failure.message)
         prev: dict[str, Any] = dict(body.get("status") or {})
         new = {
             **prev,
@@ -105,70 +153,104 @@ class Reconciler:
         }
         kind = "ApiError" if failure.code else "ReconcileError"
         out = Outcome(
-            new, [("Warning", kind, failure.message)], error=failure.message, error_kind=kind, retry_seconds=wait
+            new, [Event.warning(kind, failure.message)], error=failure.message, error_kind=kind, retry_seconds=wait
         )
         try:
-            self.kube.patch_status(ns, name, prev, new)
+            self.kube.patch_status(ref.namespace, ref.name, prev, new)
             out.written = True
         except Exception as patch_err:  # the status itself may be what fails (a 403): the Event still goes
-            log.warning("%s/%s: could not record the failure in status: %s", ns, name, describe(patch_err).message)
+            log.warning("%s: could not record the failure in status: %s", ref, describe(patch_err).message)
         return out
 
     def reconcile(self, body: Mapping[str, Any], *, now: datetime | None = None) -> Outcome:
-        meta = body["metadata"]
-        name, ns, uid = meta["name"], meta["namespace"], meta["uid"]
-        generation = int(meta.get("generation") or 1)
-        prev: dict[str, Any] = dict(body.get("status") or {})
+        """One pass: the checklist in the module docstring."""
+        ref = FederationRef.of(body)
+        generation = int(body["metadata"].get("generation") or 1)
+        stored: dict[str, Any] = dict(body.get("status") or {})
         now = now or datetime.now(UTC)
-        events: list[tuple[str, str, str]] = []
-
+        events: list[Event] = []
         try:
             # check_registry: an unknown task, algorithm or schema fails here, before a GPU cluster exists.
-            spec = spec_from_dict(body.get("spec"), source=f"Federation {ns}/{name}", check_registry=True)
+            spec = spec_from_dict(body.get("spec"), source=f"Federation {ref}", check_registry=True)
         except SpecError as err:
-            return self._finish(
-                name, ns, prev, fold(prev, Observed(generation, now, None, spec_error=str(err))), events
-            )
-        stored = prev
+            return self.write(ref, stored, fold(stored, Observed(generation, now, None, spec_error=str(err))), events)
         prev = recover(stored)  # a fixed spec revives a Federation that failed only for its spec
-
-        sizing = size_cluster(spec)
-        existing = spec.cluster.existing_cluster
-        cluster_name = existing or names.raycluster(name)
         terminal = prev.get("phase") in TERMINAL_PHASES
-        rc = self.kube.get_raycluster(ns, cluster_name)
-        blocked: Blocked | None = None
-        if rc is not None:
-            refusal = (
-                ownership.borrow_refusal(rc, uid)
-                if existing
-                else None
-                if ownership.is_owned(rc, uid)
-                else ownership.conflict_message("RayCluster", ns, cluster_name, rc)
-            )
-            if refusal is not None:
-                # Someone else's cluster: never looked at again, never submitted to, never deleted.
-                blocked = Blocked("ClusterNotBorrowable" if existing else "NameConflict", refusal)
-                rc = None
-        # A borrowed cluster's ServiceAccounts go into the engine's RoleBinding, so wait until it exists.
-        if blocked is None and not terminal and uid not in self._ensured and not (existing and rc is None):
-            borrowed = builders.pod_accounts(rc) if existing and rc else None
-            blocked = self._ensure_owned(name, ns, uid, borrowed, spec.cluster.service_account.annotations)
+        sizing = size_cluster(spec)
 
+        claim = self.claim(ref, spec)
+        blocked = claim.blocked or (None if terminal else self.ensure_owned(ref, spec, claim))
+        seen = self.observe(ref, prev, claim, blocked, terminal, events)
+        p = plan(spec, prev, seen, sizing, now)
+        acted = self.act(ref, spec, dict(body.get("spec") or {}), sizing, claim, seen, p, prev, events)
+        new = fold(prev, observation(generation, now, spec, sizing, claim, acted))
+        return self.write(ref, stored, new, events)
+
+    # --- the steps --------------------------------------------------------------------------------
+    def claim(self, ref: FederationRef, spec: FederationSpec) -> Claim:
+        """Someone else's cluster is never looked at again, never submitted to, never deleted."""
+        existing = spec.cluster.existing_cluster
+        name = existing or names.raycluster(ref.name)
+        rc = self.kube.get_raycluster(ref.namespace, name)
+        if rc is None:
+            return Claim(name, existing, None)
+        refusal = (
+            ownership.borrow_refusal(rc, ref.uid)
+            if existing
+            else None
+            if ownership.is_owned(rc, ref.uid)
+            else ownership.conflict_message("RayCluster", ref.namespace, name, rc)
+        )
+        if refusal is not None:
+            return Claim(name, existing, None, Blocked("ClusterNotBorrowable" if existing else "NameConflict", refusal))
+        return Claim(name, existing, rc)
+
+    def ensure_owned(self, ref: FederationRef, spec: FederationSpec, claim: Claim) -> Blocked | None:
+        """Create the Federation's own objects, once per process. One that exists already is ours only
+        with our controller ownerReference: a look-alike is reported and left alone, neither used nor ever
+        deleted.
+
+        Created first, looked at only when the name is taken (409): a new Federation costs one request
+        per object, not a GET before each. Creation stops at the first look-alike, so the RoleBinding
+        (last) is never made when the ServiceAccount or Role it binds is someone else's; the objects
+        after it are still looked at, so one message names every look-alike.
+
+        A borrowed cluster's ServiceAccounts go into the engine's RoleBinding, so this waits until it exists."""
+        if ref.uid in self._ensured or (claim.existing and claim.rc is None):
+            return None
+        borrowed = builders.pod_accounts(claim.rc) if claim.existing and claim.rc else None
+        owned = self._owned(ref, borrowed, spec.cluster.service_account.annotations)
+        conflicts: list[str] = []
+        for obj in owned:
+            kind, obj_name = obj["kind"], obj["metadata"]["name"]
+            if not conflicts and self.kube.create(obj):
+                log.info("%s: created %s %s", ref, kind, obj_name)
+            else:  # the name is taken (or creation has stopped): whose is it?
+                conflicts += self._look_alikes([obj], ref)
+        if conflicts:
+            return Blocked("NameConflict", " ".join(conflicts))
+        self._ensured.add(ref.uid)
+        return None
+
+    def observe(
+        self,
+        ref: FederationRef,
+        prev: dict[str, Any],
+        claim: Claim,
+        blocked: Blocked | None,
+        terminal: bool,
+        events: list[Event],
+    ) -> Seen:
+        """The cluster (its pods only when it is not ready: for the reason), Ray's word on the current
+        submission, and the engine's report. A blocked or finished Federation asks Ray nothing."""
+        rc, ns = claim.rc, ref.namespace
         cluster = observe_cluster(rc, [])
         if rc is not None and not cluster.ready:
-            # Only a cluster that is not ready needs its pods read, for the reason.
-            cluster = observe_cluster(rc, self.kube.ray_pods(ns, cluster_name))
-        url = dashboard_url(
-            self.settings.dashboard_url_template,
-            service=cluster.service,
-            cluster=cluster_name,
-            namespace=ns,
-            federation=name,
-        )
+            cluster = observe_cluster(rc, self.kube.ray_pods(ns, claim.name))
+        url = self.dashboard_url(ref, claim.name, cluster.service)
         jobs: JobsClient | None = None
         if rc is not None and not terminal and blocked is None:
-            jobs, blocked = self._jobs(url, ns, uid, rc)
+            jobs, blocked = self._jobs(url, ref, rc)
 
         job = prev.get("job") or {}
         sid: str | None = job.get("submissionId")
@@ -187,39 +269,38 @@ class Reconciler:
                 dashboard_error = str(err)
         if ray_job is not None and ray_job.status == "FAILED" and job.get("status") != "FAILED":
             # Each failed attempt once: why it failed, from the end of its log (kubectl describe shows it).
-            events.append(("Warning", "JobFailed", logtail.event_message(str(sid), ray_job.message)))
+            events.append(Event.warning("JobFailed", logtail.event_message(str(sid), ray_job.message)))
         report: ReportReading | None = None
         # Only a submitted job has a report to read: a Federation still creating costs no read for it.
         if not terminal and blocked is None and sid:
-            text = self.kube.read_report(ns, names.report_configmap(name))
+            text = self.kube.read_report(ns, names.report_configmap(ref.name))
             report = parse_report(text, submission_id=sid) if text else None
-        latest = report.report if report is not None else None
-        engine_reason = latest.reason if latest is not None and latest.event == Event.FAILED else None
+        return Seen(cluster, url, jobs, sid, ray_job, report, blocked, dashboard_error)
 
-        p = plan(
-            spec,
-            prev,
-            ray_job,
-            cluster_ready=cluster.ready,
-            fits=sizing.fits,
-            now=now,
-            engine_reason=engine_reason,
-        )
-        if blocked is not None:
-            # Touch nothing, and count nothing: the job was not asked about, so it did not fail.
-            attempts, failures = int(job.get("attempts") or 0), int(job.get("failures") or 0)
-            p = Plan("leave", "none", attempts, False, failures, why=blocked.reason)
-
-        # --- act
+    def act(
+        self,
+        ref: FederationRef,
+        spec: FederationSpec,
+        raw_spec: dict[str, Any],
+        sizing: Sizing,
+        claim: Claim,
+        seen: Seen,
+        p: Plan,
+        prev: dict[str, Any],
+        events: list[Event],
+    ) -> Acted:
+        """Carry out the plan: the cluster first, then the job. `raw_spec` is the spec as the user wrote
+        it: the engine gets exactly that (and validates it again)."""
+        rc, ns, sid, jobs = claim.rc, ref.namespace, seen.submission_id, seen.jobs
         # create() is False when someone else made it since we looked: the next pass finds out whose it is.
         if (
             p.cluster == "ensure"
             and rc is None
             and self.kube.create(
                 builders.build_raycluster(
-                    name,
+                    ref.name,
                     ns,
-                    uid,
+                    ref.uid,
                     spec,
                     sizing,
                     default_image=self.settings.engine_image,
@@ -228,109 +309,75 @@ class Reconciler:
             )
         ):
             events.append(
-                (
-                    "Normal",
-                    "ClusterCreated",
-                    f"created RayCluster {cluster_name} ({_workers(sizing.workers)})",
-                )
+                Event.normal("ClusterCreated", f"created RayCluster {claim.name} ({_workers(sizing.workers)})")
             )
-        if p.cluster == "delete" and rc is not None and not existing:
-            # rc is ours here (checked above); the uid precondition keeps it that way until the delete.
-            self.kube.delete("RayCluster", ns, cluster_name, uid=rc["metadata"].get("uid"))
-            cluster = observe_cluster(None, [])
-            events.append(("Normal", "ClusterDeleted", f"deleted RayCluster {cluster_name} ({p.why})"))
+        if p.cluster == "delete" and rc is not None and not claim.existing:
+            # rc is ours here (claimed above); the uid precondition keeps it that way until the delete.
+            self.kube.delete("RayCluster", ns, claim.name, uid=rc["metadata"].get("uid"))
+            seen = replace(seen, cluster=observe_cluster(None, []))
+            events.append(Event.normal("ClusterDeleted", f"deleted RayCluster {claim.name} ({p.why})"))
         if p.job == "stop" and sid and jobs is not None:
             try:
                 jobs.stop(sid)
-                events.append(("Normal", "JobStopped", f"stopped Ray job {sid} ({p.why})"))
+                events.append(Event.normal("JobStopped", f"stopped Ray job {sid} ({p.why})"))
             except DashboardError as err:
-                dashboard_error = str(err)
-        new_sid: str | None = None
-        if p.job == "submit" and jobs is not None:
-            blocked, dashboard_error = _check_auth(jobs)
-            if blocked is None and dashboard_error is None:
-                own = builders.engine_image(spec, self.settings.engine_image)
-                image = builders.head_image(rc) if existing and rc else own
-                new_sid, dashboard_error = self._submit(
-                    jobs, name, ns, uid, spec, body, p.attempt, p.resume, events, image=image
-                )
-            if new_sid is None:
-                # Not submitted: keep the previous attempt's numbers so the next pass tries again.
-                p = Plan(p.cluster, "none", int(job.get("attempts") or 0), False, p.failures, p.terminal_failure, p.why)
-            else:
-                report = None  # the previous attempt's report no longer describes this run
+                seen = replace(seen, dashboard_error=str(err))
+        if p.job != "submit" or jobs is None:
+            return Acted(p, seen)
+        blocked, dashboard_error = _check_auth(jobs)
+        submitted: str | None = None
+        if blocked is None and dashboard_error is None:
+            own = builders.engine_image(spec, self.settings.engine_image)
+            image = builders.head_image(rc) if claim.existing and rc else own
+            submitted, dashboard_error = self._submit(jobs, ref, spec, raw_spec, p.attempt, p.resume, events, image)
+        seen = replace(seen, blocked=blocked, dashboard_error=dashboard_error)
+        if submitted is None:
+            # Not submitted: keep the previous attempt's numbers so the next pass tries again.
+            attempts = int((prev.get("job") or {}).get("attempts") or 0)
+            return Acted(Plan(p.cluster, "none", attempts, False, p.failures, p.terminal_failure, p.why), seen)
+        # The previous attempt's report (and Ray's word on it) no longer describe this run.
+        return Acted(p, replace(seen, report=None, ray_job=None), submitted)
 
-        new = fold(
-            prev,
-            Observed(
-                generation,
-                now,
-                spec,
-                sizing=sizing,
-                cluster_name=cluster_name,
-                cluster_existing=existing is not None,
-                cluster=cluster,
-                plan=p,
-                submission_id=new_sid or sid,
-                ray_job=ray_job if new_sid is None else None,
-                report=report,
-                dashboard_url=url if rc is not None else None,
-                dashboard_error=dashboard_error,
-                blocked=blocked,
-            ),
-        )
-        return self._finish(name, ns, stored, new, events)
+    def write(self, ref: FederationRef, prev: dict[str, Any], new: dict[str, Any], events: list[Event]) -> Outcome:
+        """Post what changed as Events and patch the status, only if it differs from the stored one."""
+        out = Outcome(new, events)
+        events.extend(status_events(prev, new))
+        if new != prev:
+            self.kube.patch_status(ref.namespace, ref.name, prev, new)
+            out.written = True
+        metrics.set_phase(f"{ref}", new.get("phase"))
+        return out
 
     # --- pieces -----------------------------------------------------------------------------------
-    def _ensure_owned(
-        self,
-        name: str,
-        ns: str,
-        uid: str,
-        borrowed_accounts: list[str] | None,
-        account_annotations: dict[str, str] | None = None,
-    ) -> Blocked | None:
-        """Create the Federation's own objects. One that exists already is ours only with our controller
-        ownerReference: a look-alike is reported and left alone, neither used nor ever deleted.
+    def dashboard_url(self, ref: FederationRef, cluster: str, service: str | None) -> str:
+        return dashboard_url(
+            self.settings.dashboard_url_template,
+            service=service,
+            cluster=cluster,
+            namespace=ref.namespace,
+            federation=ref.name,
+        )
 
-        Created first, looked at only when the name is taken (409): a new Federation costs one request
-        per object, not a GET before each. Creation stops at the first look-alike, so the RoleBinding
-        (last) is never made when the ServiceAccount or Role it binds is someone else's; the objects
-        after it are still looked at, so one message names every look-alike."""
-        owned = self._owned(name, ns, uid, borrowed_accounts, account_annotations)
-        conflicts: list[str] = []
-        for obj in owned:
-            kind, obj_name = obj["kind"], obj["metadata"]["name"]
-            if not conflicts and self.kube.create(obj):
-                log.info("%s/%s: created %s %s", ns, name, kind, obj_name)
-            else:  # the name is taken (or creation has stopped): whose is it?
-                conflicts += self._look_alikes([obj], ns, uid)
-        if conflicts:
-            return Blocked("NameConflict", " ".join(conflicts))
-        self._ensured.add(uid)
-        return None
-
-    def _look_alikes(self, objs: list[dict[str, Any]], ns: str, uid: str) -> list[str]:
+    def _look_alikes(self, objs: list[dict[str, Any]], ref: FederationRef) -> list[str]:
         out = []
         for obj in objs:
             kind, obj_name = obj["kind"], obj["metadata"]["name"]
             if kind == "Secret":  # unreadable by design; its name carries our uid (names.token_secret)
                 continue
-            found = self.kube.get(kind, ns, obj_name)
-            if found is not None and not ownership.is_owned(found, uid):
-                out.append(ownership.conflict_message(kind, ns, obj_name, found))
+            found = self.kube.get(kind, ref.namespace, obj_name)
+            if found is not None and not ownership.is_owned(found, ref.uid):
+                out.append(ownership.conflict_message(kind, ref.namespace, obj_name, found))
         return out
 
     def _owned(
         self,
-        name: str,
-        ns: str,
-        uid: str,
+        ref: FederationRef,
         borrowed_accounts: list[str] | None,
         account_annotations: dict[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         """`borrowed_accounts` is None for a cluster of our own; a borrowed one keeps its own token. The
-        RoleBinding comes last: `_ensure_owned` creates in this order and stops at a look-alike."""
+        RoleBinding comes last: `ensure_owned` creates in this order and stops at a look-alike."""
+        name, ns, uid = ref.name, ref.namespace, ref.uid
         secret = [] if borrowed_accounts is not None else [builders.build_token_secret(name, ns, uid, self._token(uid))]
         return [
             *secret,
@@ -347,13 +394,14 @@ class Reconciler:
             raise tokens.TokenKeyError("no token key: set --token-key-file")
         return tokens.derive(self._key, uid)
 
-    def _jobs(self, url: str, ns: str, uid: str, rc: Mapping[str, Any]) -> tuple[JobsClient | None, Blocked | None]:
+    def _jobs(self, url: str, ref: FederationRef, rc: Mapping[str, Any]) -> tuple[JobsClient | None, Blocked | None]:
         """A client for the cluster's dashboard. Our own cluster's token is derived; a borrowed cluster's
         is read from the Secret its authOptions name, which needs a grant its owner gives explicitly
         (the operator may read no Secret otherwise; see docs/kubernetes.md, Security model)."""
         timeout = self.settings.http_timeout_seconds
-        if ownership.is_owned(rc, uid):
-            return JobsClient(url, self._token(uid), timeout), None
+        if ownership.is_owned(rc, ref.uid):
+            return JobsClient(url, self._token(ref.uid), timeout), None
+        ns = ref.namespace
         rc_name = rc["metadata"]["name"]
         secret = ((rc.get("spec") or {}).get("authOptions") or {}).get("secretName") or rc_name
         try:
@@ -374,17 +422,17 @@ class Reconciler:
     def _submit(
         self,
         jobs: JobsClient,
-        name: str,
-        ns: str,
-        uid: str,
+        ref: FederationRef,
         spec: FederationSpec,
-        body: Mapping[str, Any],
+        raw_spec: dict[str, Any],
         attempt: int,
         resume: bool,
-        events: list[tuple[str, str, str]],
+        events: list[Event],
         image: str | None = None,
     ) -> tuple[str | None, str | None]:
-        sid = names.submission_id(name, uid, attempt)
+        """Submit (or adopt) the attempt's job: (its submission id, None), or (None, why not)."""
+        name, ns = ref.name, ref.namespace
+        sid = names.submission_id(name, ref.uid, attempt)
         kubeconfig = None
         if self.settings.engine_kubeconfig_dir is not None:
             kubeconfig = str(
@@ -393,7 +441,7 @@ class Reconciler:
         request = builders.build_job_request(
             name,
             ns,
-            dict(body.get("spec") or {}),
+            raw_spec,
             sid,
             entrypoint=self.settings.engine_entrypoint,
             resume=resume,
@@ -401,7 +449,7 @@ class Reconciler:
             kubeconfig_path=kubeconfig,
             extra_env={
                 **self.settings.extra_engine_env,
-                **checkpoints.engine_env(spec.checkpoint, uid, self.settings.checkpoint_mount_path),
+                **checkpoints.engine_env(spec.checkpoint, ref.uid, self.settings.checkpoint_mount_path),
             },
             image=image,
             runtime_env=spec.runtime_env.ray_runtime_env(),
@@ -410,94 +458,131 @@ class Reconciler:
             got, adopted = jobs.submit(request)
         except DashboardError as err:
             metrics.SUBMISSIONS.labels(outcome="error").inc()
-            events.append(("Warning", "SubmitFailed", str(err)))
+            events.append(Event.warning("SubmitFailed", str(err)))
             return None, str(err)
         metrics.SUBMISSIONS.labels(outcome="adopted" if adopted else "submitted").inc()
         verb = "adopted existing" if adopted else "submitted"
-        events.append(
-            (
-                "Normal",
-                "JobSubmitted",
-                f"{verb} Ray job {got} (attempt {attempt}{', resuming from checkpoint' if resume else ''})",
-            )
-        )
+        resuming = ", resuming from checkpoint" if resume else ""
+        events.append(Event.normal("JobSubmitted", f"{verb} Ray job {got} (attempt {attempt}{resuming})"))
         return got, None
-
-    def _finish(
-        self,
-        name: str,
-        ns: str,
-        prev: dict[str, Any],
-        new: dict[str, Any],
-        events: list[tuple[str, str, str]],
-    ) -> Outcome:
-        out = Outcome(new, events)
-        for c in conditions.transitions(prev.get("conditions") or [], new.get("conditions") or []):
-            kind = "Warning" if conditions.is_bad_news(c) else "Normal"
-            events.append(
-                (
-                    kind,
-                    f"{c['type']}{c['status']}",
-                    f"{c['type']}={c['status']} ({c['reason']}): {c['message']}",
-                )
-            )
-        if prev.get("phase") != new.get("phase"):
-            events.append(("Normal", "Phase", f"phase {prev.get('phase') or '-'} -> {new.get('phase')}"))
-        if new != prev:
-            self.kube.patch_status(ns, name, prev, new)
-            out.written = True
-        metrics.set_phase(f"{ns}/{name}", new.get("phase"))
-        return out
 
     # --- deletion ---------------------------------------------------------------------------------
     def cleanup(self, body: Mapping[str, Any]) -> list[str]:
-        """Stop the job and remove everything the Federation owns. Returns what was removed."""
-        meta = body["metadata"]
-        name, ns, uid = meta["name"], meta["namespace"], meta.get("uid", "")
+        """Stop the job and remove everything the Federation owns. Returns what was removed.
+
+        Reads the parsed spec; one that no longer parses still gets its Federation cleaned up
+        (`cluster_to_clean`)."""
+        ref = FederationRef.of(body)
+        ns = ref.namespace
         status = body.get("status") or {}
-        spec = body.get("spec") or {}
-        existing = (spec.get("cluster") or {}).get("existingCluster")
-        cluster_name = existing or names.raycluster(name)
+        existing = cluster_to_clean(parse_for_cleanup(body.get("spec"), ref), body.get("spec"))
+        cluster_name = existing or names.raycluster(ref.name)
         removed: list[str] = []
         sid = (status.get("job") or {}).get("submissionId")
         rc = self.kube.get_raycluster(ns, cluster_name)
-        if rc is not None and (ownership.borrow_refusal(rc, uid) if existing else not ownership.is_owned(rc, uid)):
+        if rc is not None and (
+            ownership.borrow_refusal(rc, ref.uid) if existing else not ownership.is_owned(rc, ref.uid)
+        ):
             rc = None  # someone else's: not stopped, not deleted
         if sid and rc is not None:
+            # Read from the object itself: a cluster being deleted still names its head Service.
             service = ((rc.get("status") or {}).get("head") or {}).get("serviceName")
-            url = dashboard_url(
-                self.settings.dashboard_url_template,
-                service=service,
-                cluster=cluster_name,
-                namespace=ns,
-                federation=name,
-            )
+            url = self.dashboard_url(ref, cluster_name, service)
             try:
-                jobs, _ = self._jobs(url, ns, uid, rc)
+                jobs, _ = self._jobs(url, ref, rc)
                 if jobs is not None and jobs.stop(sid):
                     removed.append(f"job {sid} (stopped)")
             except DashboardError as err:
-                log.warning("%s/%s: could not stop job %s: %s", ns, name, sid, err)
+                log.warning("%s: could not stop job %s: %s", ref, sid, err)
         # Only what carries our controller ownerReference, and only that very object (uid precondition).
         # The token Secret is left to the garbage collector (it is owned; the operator cannot read it).
-        for kind, obj in (
-            *([] if existing else [("RayCluster", cluster_name)]),
-            ("RoleBinding", names.engine_account(name)),
-            ("Role", names.engine_account(name)),
-            ("ServiceAccount", names.engine_account(name)),
-            ("ConfigMap", names.report_configmap(name)),
-        ):
+        for kind, obj in owned_for_cleanup(ref, existing):
             found = rc if kind == "RayCluster" else self.kube.get(kind, ns, obj)
-            if found is None or not ownership.is_owned(found, uid):
+            if found is None or not ownership.is_owned(found, ref.uid):
                 continue
             if self.kube.delete(kind, ns, obj, uid=found["metadata"].get("uid")):
                 removed.append(f"{kind} {obj}")
         if self.settings.engine_kubeconfig_dir is not None:
-            path = self.settings.engine_kubeconfig_dir / f"{ns}.{names.engine_account(name)}.kubeconfig"
+            path = self.settings.engine_kubeconfig_dir / f"{ns}.{names.engine_account(ref.name)}.kubeconfig"
             path.unlink(missing_ok=True)
-        metrics.set_phase(f"{ns}/{name}", None)
-        self._ensured.discard(meta.get("uid", ""))
+        metrics.set_phase(f"{ref}", None)
+        self._ensured.discard(ref.uid)
         return removed
+
+
+# --- pure steps and helpers -------------------------------------------------------------------------
+def plan(spec: FederationSpec, prev: dict[str, Any], seen: Seen, sizing: Sizing, now: datetime) -> Plan:
+    """What this pass does (`decide.plan`). A blocked Federation touches nothing and counts nothing: the
+    job was not asked about, so it did not fail."""
+    if seen.blocked is not None:
+        job = prev.get("job") or {}
+        attempts, failures = int(job.get("attempts") or 0), int(job.get("failures") or 0)
+        return Plan("leave", "none", attempts, False, failures, why=seen.blocked.reason)
+    latest = seen.report.report if seen.report is not None else None
+    return decide.plan(
+        spec,
+        prev,
+        seen.ray_job,
+        cluster_ready=seen.cluster.ready,
+        fits=sizing.fits,
+        now=now,
+        engine_reason=latest.reason if latest is not None and latest.event == EngineEvent.FAILED else None,
+    )
+
+
+def observation(
+    generation: int, now: datetime, spec: FederationSpec, sizing: Sizing, claim: Claim, acted: Acted
+) -> Observed:
+    """What `fold` gets: the pass's observations, as acting left them."""
+    seen = acted.seen
+    return Observed(
+        generation,
+        now,
+        spec,
+        sizing=sizing,
+        cluster_name=claim.name,
+        cluster_existing=claim.existing is not None,
+        cluster=seen.cluster,
+        plan=acted.plan,
+        submission_id=acted.submitted or seen.submission_id,
+        ray_job=seen.ray_job,
+        report=seen.report,
+        dashboard_url=seen.dashboard_url if claim.rc is not None else None,
+        dashboard_error=seen.dashboard_error,
+        blocked=seen.blocked,
+    )
+
+
+def parse_for_cleanup(raw: Any, ref: FederationRef) -> FederationSpec | None:
+    """The spec, or None when it does not parse (deletion goes on regardless). No registry check: a
+    Federation whose task this operator does not know is deleted like any other."""
+    try:
+        return spec_from_dict(raw, source=f"Federation {ref}", check_registry=False)
+    except SpecError:
+        return None
+
+
+def cluster_to_clean(spec: FederationSpec | None, raw: Any) -> str | None:
+    """The borrowed cluster (spec.cluster.existingCluster) whose job a deletion stops, or None for a
+    cluster of our own. From the parsed spec; from the raw one only when it does not parse, read
+    defensively (any shape may be there)."""
+    if spec is not None:
+        return spec.cluster.existing_cluster
+    cluster = raw.get("cluster") if isinstance(raw, Mapping) else None
+    existing = cluster.get("existingCluster") if isinstance(cluster, Mapping) else None
+    return existing if isinstance(existing, str) and existing else None
+
+
+def owned_for_cleanup(ref: FederationRef, existing: str | None) -> list[tuple[str, str]]:
+    """(kind, name) of what a deletion removes when it is ours; never a borrowed cluster."""
+    account = names.engine_account(ref.name)
+    return [
+        *([] if existing else [("RayCluster", names.raycluster(ref.name))]),
+        ("RoleBinding", account),
+        ("Role", account),
+        ("ServiceAccount", account),
+        ("ConfigMap", names.report_configmap(ref.name)),
+    ]
 
 
 def _check_auth(jobs: JobsClient) -> tuple[Blocked | None, str | None]:
