@@ -20,6 +20,7 @@ from red.runtime import placement
 from red.runtime.inbox import limit_for_degree
 from red.runtime.messages import Message, VersionEntry
 from red.runtime.node import TOPOLOGY_MANAGER, VirtualNode, actor_name
+from red.runtime.pool import NodeStateStore, PoolConfig, actor_name_store
 from red.runtime.recovery import Recoveries
 from red.runtime.topology_manager import TopologyManager
 
@@ -75,7 +76,7 @@ class FederatedBase:
         # The multiplexed pool (see red.runtime.pool): host actors, and what they run for their nodes.
         self.hosts: dict[str, VirtualNode] = {}
         self.hosted: dict[str, list[str]] = {}  # host id → the virtual node ids it serves
-        self.host_program: tuple[type, dict[str, Any]] | None = None
+        self.host_config: PoolConfig | None = None
         self.initial_hosted_state: dict[str, dict[str, Any]] = {}
         self.store: Any = None
 
@@ -84,8 +85,7 @@ class FederatedBase:
         self,
         node_ids: list[str],
         hosts: list[VirtualNode],
-        program: type,
-        program_kwargs: dict[str, Any] | None = None,
+        config: PoolConfig,
         initial_state: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """Serve ``node_ids`` from ``hosts`` (round-robin) instead of one actor each. Call before build."""
@@ -98,7 +98,7 @@ class FederatedBase:
             host = order[i % len(order)]
             self.nodes[nid].host = host
             self.hosted[host].append(nid)
-        self.host_program = (program, dict(program_kwargs or {}))
+        self.host_config = config
         self.initial_hosted_state = dict(initial_state or {})
 
     @property
@@ -186,8 +186,6 @@ class FederatedBase:
         import ray
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        from red.runtime.pool import NodeStateStore, actor_name_store
-
         self.store = (
             ray.remote(NodeStateStore)
             .options(  # type: ignore[attr-defined]
@@ -260,16 +258,17 @@ class FederatedBase:
         refs = [self.handle(i).get_version.remote(after, timeout) for i in ids]
         return dict(zip(ids, ray.get(refs), strict=True))
 
-    def start(self, kwargs_for: Callable[[str], dict[str, Any]]) -> None:
-        """Build what is not built and start each node's ``train`` loop."""
+    def start(self) -> None:
+        """Build what is not built and start each node's ``train`` loop (with `train_config`)."""
         self.build()
         for nid, vn in self.actors.items():
-            if nid in self.hosts and self.host_program is not None:
-                program, program_kwargs = self.host_program
-                kwargs = {"program": program, "program_kwargs": program_kwargs}
-            else:
-                kwargs = kwargs_for(nid)
-            self._runs[nid] = vn.handle.run.remote(kwargs)
+            self._runs[nid] = vn.handle.run.remote(self._config_of(nid))
+
+    def _config_of(self, actor_id: str) -> Any:
+        """What ``actor_id``'s ``train`` runs with now: a pool host's `PoolConfig`, else the schema's."""
+        if actor_id in self.hosts and self.host_config is not None:
+            return self.host_config
+        return self.train_config(actor_id)
 
     # --- supervision -------------------------------------------------------------------------
     def clients(self) -> list[str]:
@@ -278,7 +277,7 @@ class FederatedBase:
     def live_clients(self) -> list[str]:
         return [n for n in self.clients() if self.state[n].health != "Dead"]
 
-    def supervise(self, kwargs_for: Callable[[str], dict[str, Any]]) -> list[str]:
+    def supervise(self) -> list[str]:
         """Collect finished runs, handle failed nodes, ping on the heartbeat. Returns finished ids."""
         import ray
 
@@ -305,7 +304,7 @@ class FederatedBase:
                 self._set_hosted_health(nid, "Finished")
                 finished.append(nid)
         if len(self._recovering):
-            self._advance_recovery(kwargs_for)
+            self._advance_recovery()
         if time.monotonic() - self._last_ping >= self.heartbeat_seconds:
             self._last_ping = time.monotonic()
             self.ping_all(timeout=min(self.heartbeat_seconds, 5.0))
@@ -337,7 +336,7 @@ class FederatedBase:
             st.version = max(st.version, p["version"])
             st.last_heartbeat = p["time"]
 
-    def _advance_recovery(self, kwargs_for: Callable[[str], dict[str, Any]]) -> None:
+    def _advance_recovery(self) -> None:
         """Nodes that came back are restored and restarted; those that did not, in time, are dead."""
         import ray
 
@@ -357,21 +356,23 @@ class FederatedBase:
             st.health = "Alive"
             st.last_heartbeat = p["time"]
             log.warning("node %s restarted (%d)", nid, st.restarts)
-            if nid in self.hosts and self.host_program is not None:
-                # A host keeps nothing worth restoring (node state lives in the store); only the
-                # messages it was working on are lost, which on_node_lost reports per virtual node.
-                program, program_kwargs = self.host_program
-                self._runs[nid] = handle.run.remote({"program": program, "program_kwargs": program_kwargs})
-            else:
+            # A host keeps nothing worth restoring (node state lives in the store); only the messages
+            # it was working on are lost, which on_node_lost reports per virtual node.
+            if nid not in self.hosts:
                 try:
                     ray.get(handle.restore_state.remote(self.restore_state(nid)))
                 except ray.exceptions.RayActorError:
                     pass  # it failed again: so does the run below, and supervise() starts over
-                self._runs[nid] = handle.run.remote(kwargs_for(nid))
+            self._runs[nid] = handle.run.remote(self._config_of(nid))
             for lost in self.hosted.get(nid, [nid]):
                 self.on_node_lost(lost, dead=False)
 
     # --- hooks for schemas -------------------------------------------------------------------
+    def train_config(self, node_id: str) -> Any:
+        """The frozen run configuration ``node_id``'s ``train`` gets, asked at every (re)start so that
+        what changes between starts (a restored server's ``start_round``) is current."""
+        return None
+
     def restore_state(self, node_id: str) -> dict[str, Any]:
         """What a restarted node gets back (the latest global model and its version)."""
         return {"version": self.state[node_id].version}

@@ -3,10 +3,15 @@
 A `VirtualNode` is a lazy description: creating 10,000 of them costs no Ray resources. `build()` turns
 one into the named actor ``{federation}/{node_id}`` inside the federation's placement group.
 
-`FederatedNode` is the base class of those actors. Subclasses implement ``build()`` (set up model and
-data) and ``train()`` (the node's loop: ``receive`` messages, ``send`` to neighbours,
-``update_version``). The runtime keeps a version buffer so the driver can ``pull_version()`` at any
-time, and answers ``ping()`` from the supervisor while ``train()`` runs (node actors are threaded).
+`FederatedNode` is the base class of those actors. Subclasses implement ``build(config)`` (set up model
+and data from the node's build configuration, e.g. `red.runtime.task_node.BuildConfig`) and
+``train(config)`` (the node's loop: ``receive`` messages, ``send`` to neighbours, ``update_version``;
+``config`` is the frozen run configuration its schema made for it, e.g. `red.schemas.star.ServerConfig`).
+Both take one typed object rather than keyword arguments, so a misspelt field fails where the
+configuration is made instead of being silently dropped.
+
+The runtime keeps a version buffer so the driver can ``pull_version()`` at any time, and answers
+``ping()`` from the supervisor while ``train()`` runs (node actors are threaded).
 """
 
 from __future__ import annotations
@@ -60,7 +65,7 @@ class FederatedNode:
         federation: str,
         *,
         namespace: str | None = None,
-        config: dict[str, Any] | None = None,
+        config: Any = None,
         gpu_fraction: float = 0.0,
         version_buffer: int = 4,
         inbox_limit: int = MIN_INBOX_LIMIT,
@@ -70,7 +75,7 @@ class FederatedNode:
         self.roles = parse_role(role)
         self.federation = federation
         self.namespace = namespace
-        self.config: dict[str, Any] = dict(config or {})
+        self.config: Any = config  # what build() was given; kept so a subclass can read it later
         self.version = 0
         self.incarnation = uuid.uuid4().hex  # changes when Ray restarts the actor: how restarts are seen
         self.started_at = time.time()
@@ -84,14 +89,16 @@ class FederatedNode:
         self._routes: tuple[dict[str, str], dict[str, Any]] | None = None
         self._tm: Any = None
         _cap_gpu_memory(gpu_fraction)
-        self.build(**self.config.get("build", {}))
+        self.build(config)
 
     # --- hooks for subclasses ---------------------------------------------------------------
-    def build(self, *args: Any, **kwargs: Any) -> None:
-        """Set up the model and the data. Runs again after a restart (state is lost then)."""
+    def build(self, config: Any) -> None:
+        """Set up the model and the data from ``config`` (the `VirtualNode`'s; None when it has none).
+        Runs again after a restart (state is lost then)."""
 
-    def train(self, *args: Any, **kwargs: Any) -> Any:
-        """The node's loop. Return when done (or let ``receive`` raise StopNode)."""
+    def train(self, config: Any) -> Any:
+        """The node's loop, run with the configuration the driver made for this (re)start. Return when
+        done (or let ``receive`` raise StopNode)."""
         raise NotImplementedError(f"{type(self).__name__} must implement train()")
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -194,12 +201,12 @@ class FederatedNode:
             return [e for e in self._versions if e.version > after]
 
     # --- control (driver and supervisor) ----------------------------------------------------
-    def run(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Entry point the driver calls: runs ``train`` and reports how it ended."""
+    def run(self, config: Any) -> dict[str, Any]:
+        """Entry point the driver calls: runs ``train(config)`` and reports how it ended."""
         self._stopped.clear()
         self.status = "Running"
         try:
-            result = self.train(**kwargs)
+            result = self.train(config)
         except StopNode:
             result = None
         self.status = "Finished"
@@ -293,7 +300,7 @@ class VirtualNode:
         role: str,
         federation: str,
         *,
-        config: dict[str, Any] | None = None,
+        config: Any = None,
         num_cpus: float = 0.1,
         num_gpus: float = 0.0,
     ) -> None:
@@ -302,7 +309,7 @@ class VirtualNode:
         self.id = node_id
         self.role = role
         self.federation = federation
-        self.config = config or {}
+        self.config = config  # handed to the actor's build(); a frozen dataclass, so safe to share
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.handle: Any = None

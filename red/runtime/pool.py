@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from red.errors import TopologyError
@@ -129,11 +130,12 @@ class HostedNode:
 
 
 class HostedProgram:
-    """What a hosted virtual node does with one message. Subclass and implement ``on_message``."""
+    """What a hosted virtual node does with one message. Subclass and implement ``on_message``.
+    ``config`` is the run configuration of the node kind it stands in for (`PoolConfig.program_config`)."""
 
-    def __init__(self, host: PoolHost, **kwargs: Any) -> None:
+    def __init__(self, host: PoolHost, config: Any = None) -> None:
         self.host = host
-        self.kwargs = kwargs
+        self.config = config
 
     def on_message(self, node: HostedNode, msg: Message) -> None:
         raise NotImplementedError
@@ -143,6 +145,15 @@ class HostedProgram:
         handles it in turn; override to answer for the whole batch at once."""
         for node in nodes:
             self.on_message(node, msg)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """A pool host's run configuration: it serves its virtual nodes with ``program``, which gets
+    ``program_config`` (what one of those nodes would have been given on an actor of its own)."""
+
+    program: type[HostedProgram]
+    program_config: Any = None
 
 
 class PoolHost(TaskNode):
@@ -212,12 +223,10 @@ class PoolHost(TaskNode):
         deliver_direct(msg, recipients, self._via, self._handles, relay=self._topology_manager())
         return recipients
 
-    def train(  # type: ignore[override]
-        self, *, program: type[HostedProgram], program_kwargs: dict[str, Any] | None = None, **_: Any
-    ) -> dict[str, Any]:
+    def train(self, config: PoolConfig) -> dict[str, Any]:
         import ray
 
-        prog = program(self, **(program_kwargs or {}))
+        prog = config.program(self, config.program_config)
         self._store = ray.get_actor(actor_name_store(self.federation), namespace=self.namespace)
         self._warm_up()
         while True:
@@ -264,6 +273,7 @@ __all__ = [
     "HostedNode",
     "HostedProgram",
     "NodeStateStore",
+    "PoolConfig",
     "PoolHost",
     "decide_pool_size",
 ]

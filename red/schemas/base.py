@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import networkx as nx
@@ -13,6 +14,8 @@ from red.report import Report
 from red.runtime.federation import Emit, FederatedBase
 from red.runtime.messages import VersionEntry
 from red.runtime.node import VirtualNode
+from red.runtime.pool import PoolConfig, PoolHost, decide_pool_size
+from red.runtime.task_node import BuildConfig, TaskNode
 from red.spec.model import Federation
 
 
@@ -34,10 +37,13 @@ class Schema(FederatedBase):
         self.rounds = rounds if rounds is not None else spec.rounds
         self.algorithm_cls = algorithms.get(spec.algorithm.name)
         self.task_cls = tasks.get(spec.task.name)
+        # Made once from the spec; every node gets it with its own data index (`node`).
+        self.build_config = BuildConfig(task_cls=self.task_cls, task_params=spec.task.params,
+                                        num_clients=spec.clients, seed=spec.seed)
         # Check the free-form params here, in the driver, so a typo fails in a second with the field
         # named instead of inside every node actor's constructor.
         self.algorithm_cls(**spec.algorithm.params)
-        self.task_cls(spec.task.params, num_clients=spec.clients, seed=spec.seed)
+        self.build_config.make_task()
         self.checkpointer = checkpointer
         self.start_round = 0
         self.resume_state: dict[str, Any] | None = None
@@ -68,7 +74,8 @@ class Schema(FederatedBase):
     def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
         raise NotImplementedError
 
-    def run_kwargs(self, node_id: str) -> dict[str, Any]:
+    def train_config(self, node_id: str) -> Any:
+        """The frozen configuration ``node_id``'s ``train`` runs with (asked at every (re)start)."""
         raise NotImplementedError
 
     def poll_progress(self, after: int, timeout: float) -> list[VersionEntry]:
@@ -92,23 +99,13 @@ class Schema(FederatedBase):
         return client_ids(self.spec.clients)
 
     def node(self, node_id: str, role: str, index: int = -1, template: type | None = None) -> VirtualNode:
-        from red.runtime.task_node import TaskNode
-
         res = self.spec.resources
         return VirtualNode(
             template or TaskNode,
             node_id,
             role,
             self.fed.name,
-            config={
-                "build": {
-                    "task_cls": self.task_cls,
-                    "task_params": self.spec.task.params,
-                    "num_clients": self.spec.clients,
-                    "seed": self.spec.seed,
-                    "index": index,
-                }
-            },
+            config=replace(self.build_config, index=index),
             num_cpus=res.per_node.cpu,
             num_gpus=res.per_node.gpu,
         )
@@ -117,15 +114,14 @@ class Schema(FederatedBase):
         self,
         ids: list[str],
         program: type,
-        program_kwargs: dict[str, Any] | None = None,
+        program_config: Any = None,
         initial_state: dict[str, dict[str, Any]] | None = None,
     ) -> int:
-        """Multiplex the nodes ``ids`` onto a pool of host actors running ``program`` when one actor
+        """Multiplex the nodes ``ids`` onto a pool of host actors running ``program`` (given
+        ``program_config``, the run configuration of the nodes it stands in for) when one actor
         per node does not fit. ``spec.resources.maxActors`` decides when set; otherwise the engine,
         from the Ray cluster's CPUs and memory (`red.runtime.pool.decide_pool_size`). Returns the
         number of hosts (0: no pool)."""
-        from red.runtime.pool import PoolHost, decide_pool_size
-
         res = self.spec.resources
         cpus = mem = 0.0
         if res.max_actors is None:
@@ -147,7 +143,7 @@ class Schema(FederatedBase):
         if n is None:
             return 0
         hosts = [self.node(f"pool-{k}", "train", template=PoolHost) for k in range(n)]
-        self.pool(ids, hosts, program, program_kwargs, initial_state)
+        self.pool(ids, hosts, PoolConfig(program, program_config), initial_state)
         return n
 
     # --- the loop ----------------------------------------------------------------------------
@@ -155,7 +151,7 @@ class Schema(FederatedBase):
         """Build, start, supervise until the last round; emit a report per round. Always stops."""
         t0 = time.monotonic()
         try:
-            self.start(self.run_kwargs)
+            self.start()
             last = self.start_round
             metrics: dict[str, float] = {}
             emit(self.report("start", last, self.rounds, metrics, t0))
@@ -178,7 +174,7 @@ class Schema(FederatedBase):
                     emit(self.report("round", last, self.rounds, metrics, t0))
                 if finishing:
                     break
-                finished = self.supervise(self.run_kwargs)
+                finished = self.supervise()
                 if self.is_done(finished):
                     finishing = True
                     continue

@@ -13,6 +13,7 @@ the node models from their average, `red.aggregation.consensus_distance`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
@@ -46,6 +47,15 @@ def mix(own: Params, received: dict[str, Params], weights: dict[str, float]) -> 
     return out
 
 
+@dataclass(frozen=True)
+class GossipConfig:
+    """A peer's run: rounds ``start_round + 1`` to ``rounds`` (``start_round``: the newest round the
+    driver knows the peer finished, set at each (re)start)."""
+
+    rounds: int
+    start_round: int = 0
+
+
 class GossipNode(TaskNode):
     """A peer: trains, exchanges with its neighbours, averages, evaluates, records a version per round."""
 
@@ -60,9 +70,10 @@ class GossipNode(TaskNode):
         if state.get("params") is not None:
             self.load(state["params"])
 
-    def train(self, *, rounds: int, start_round: int = 0, **_: Any) -> dict[str, Any]:  # type: ignore[override]
+    def train(self, cfg: GossipConfig) -> dict[str, Any]:
         import ray
 
+        rounds, start_round = cfg.rounds, cfg.start_round
         self.version = start_round
         tm = self._topology_manager()
         degrees = {n: len(v) for n, v in ray.get(tm.neighbors_of.remote(sorted(self.neighbors))).items()}
@@ -123,16 +134,16 @@ class DecentralizedFederatedLearning(Schema):
         self._complete = 0
         return nodes, self.graph_of(self.fed)[0]
 
-    def run_kwargs(self, node_id: str) -> dict[str, Any]:
-        return {"rounds": self.rounds, "start_round": self._node_round.get(node_id, self.start_round)}
+    def train_config(self, node_id: str) -> GossipConfig:
+        return GossipConfig(rounds=self.rounds, start_round=self._node_round.get(node_id, self.start_round))
 
-    def start(self, kwargs_for: Any) -> None:
+    def start(self) -> None:
         self.build()
         if self.resume_state is not None:
             import ray
 
             ray.get([self.nodes[n].handle.restore_state.remote(self.restore_state(n)) for n in self.nodes])
-        super().start(kwargs_for)
+        super().start()
 
     def apply_resume(self, state: dict[str, Any]) -> None:
         super().apply_resume(state)
@@ -206,7 +217,7 @@ class DecentralizedFederatedLearning(Schema):
             self.send("resend", {"node": node_id, "round": self._node_round.get(node_id, 0)}, to=peers)
 
 
-__all__ = ["DecentralizedFederatedLearning", "GossipNode", "metropolis_weights", "mix"]
+__all__ = ["DecentralizedFederatedLearning", "GossipConfig", "GossipNode", "metropolis_weights", "mix"]
 
 
 class RingFederatedLearning(DecentralizedFederatedLearning):
