@@ -1,18 +1,26 @@
-"""FederatedBase: the driver side of a federation.
+"""FederatedBase: the driver side of a federation, and the one seam between schemas and Ray.
 
 It holds the virtual nodes, the topology, the placement group and the TopologyManager; builds actors
 lazily; starts every node's loop; supervises them (pings, restarts, ``minClients``); turns progress
 into reports; and releases everything in ``stop()``. Schemas subclass it and say what a round is.
+
+Every Ray call a schema needs on the driver is a method here (``build``, ``restore_nodes``,
+``versions_after``, ``send``, ``final_sync``, ``stop``), and a node that failed or does not answer in
+time surfaces as `NodeUnavailable`, never as a Ray exception: schemas never import Ray. Methods on the
+base class rather than a separate module, because each of them needs the federation's own tables
+(handles, pool hosts, node health) that this class already keeps.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import networkx as nx
+import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from red.errors import FederationFailed, TopologyError
 from red.report import NodeState, Report
@@ -27,6 +35,14 @@ from red.runtime.topology_manager import TopologyManager
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Report], None]
+# How much longer than the nodes' own wait a call for versions may take before the node counts as
+# unavailable (a node being restarted answers only once it is back, or never).
+VERSIONS_GRACE_SECONDS = 5.0
+
+
+class NodeUnavailable(Exception):
+    """A node actor failed, or did not answer within its bound. Not a federation failure: supervise()
+    restarts the node (or writes it off) and progress resumes from the restored node."""
 
 
 class FederatedBase:
@@ -122,8 +138,6 @@ class FederatedBase:
     def build(self, node_ids: Iterable[str] | None = None) -> None:
         """Place the group, start the TopologyManager, link the graph, and build the named nodes
         (all by default). Building is lazy: nodes not named stay virtual and cost nothing."""
-        import ray
-
         actors = self.actors
         if self.pg is None:
             bundles = placement.bundles_for(
@@ -137,8 +151,6 @@ class FederatedBase:
             )
         pending: list[Any] = []
         if self.tm is None:
-            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
             self.tm = (
                 ray.remote(TopologyManager)
                 .options(  # type: ignore[attr-defined]
@@ -183,9 +195,6 @@ class FederatedBase:
                 self._set_hosted_health(p["id"], "Alive")
 
     def _start_store(self) -> Any:
-        import ray
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
         self.store = (
             ray.remote(NodeStateStore)
             .options(  # type: ignore[attr-defined]
@@ -207,8 +216,6 @@ class FederatedBase:
         if self._stopped:
             return
         self._stopped = True
-        import ray
-
         if not ray.is_initialized():
             return
         actors = self.actors
@@ -243,8 +250,6 @@ class FederatedBase:
 
     def send(self, header: str, body: Any, to: str | list[str] | None = None) -> None:
         """Send from the driver (the broker, which may reach every node). ``to`` defaults to all."""
-        import ray
-
         recipients = list(self.nodes) if to is None else ([to] if isinstance(to, str) else list(to))
         ray.get(self.tm.publish.remote(Message(header, body, sender=None), recipients))
 
@@ -252,11 +257,41 @@ class FederatedBase:
         self, node_ids: Iterable[str] | None = None, timeout: float | None = None, after: int = -1
     ) -> dict[str, VersionEntry | None]:
         """Each node's newest version entry (values, never ObjectRefs); None if none in ``timeout``."""
-        import ray
-
         ids = list(self.nodes) if node_ids is None else list(node_ids)
         refs = [self.handle(i).get_version.remote(after, timeout) for i in ids]
         return dict(zip(ids, ray.get(refs), strict=True))
+
+    def restore_nodes(self, node_ids: Iterable[str]) -> None:
+        """Give each of ``node_ids`` its `restore_state` (resuming from a checkpoint). Pooled nodes are
+        skipped: their state lives in the pool's store (`initial_hosted_state`)."""
+        ids = [n for n in node_ids if self.nodes[n].host is None]
+        ray.get([self.handle(n).restore_state.remote(self.restore_state(n)) for n in ids])
+
+    def versions_after(self, after: Mapping[str, int], timeout_seconds: float) -> dict[str, list[VersionEntry]]:
+        """Node id → its buffered version entries above ``after[node id]``, oldest first; each node
+        waits up to ``timeout_seconds`` for one. Raises NodeUnavailable when a node failed or does not
+        answer within ``timeout_seconds + VERSIONS_GRACE_SECONDS``."""
+        ids = list(after)
+        refs = [self.handle(n).get_versions.remote(after[n], timeout_seconds) for n in ids]
+        try:
+            got = ray.get(refs, timeout=timeout_seconds + VERSIONS_GRACE_SECONDS)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as err:
+            raise NodeUnavailable(str(err)) from None
+        return dict(zip(ids, got, strict=True))
+
+    def final_sync(self) -> None:
+        """Exact final versions: ask every live node (they are idle by now)."""
+        actors = self.actors  # pooled virtual nodes have no actor of their own to ask
+        ids = [n for n, vn in actors.items() if self.state[n].health != "Dead" and vn.built]
+        refs = [actors[n].handle.ping.remote() for n in ids]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=10)
+        for ref in ready:
+            try:
+                p = ray.get(ref)
+            except ray.exceptions.RayError:
+                continue
+            st = self.state[p["id"]]
+            st.version, st.last_heartbeat = p["version"], p["time"]
 
     def start(self) -> None:
         """Build what is not built and start each node's ``train`` loop (with `train_config`)."""
@@ -279,8 +314,6 @@ class FederatedBase:
 
     def supervise(self) -> list[str]:
         """Collect finished runs, handle failed nodes, ping on the heartbeat. Returns finished ids."""
-        import ray
-
         finished: list[str] = []
         if self._runs:
             ready, _ = ray.wait(list(self._runs.values()), num_returns=len(self._runs), timeout=0)
@@ -319,8 +352,6 @@ class FederatedBase:
         return finished
 
     def ping_all(self, timeout: float) -> None:
-        import ray
-
         ids = [n for n in self._runs if self.state[n].health in ("Alive", "Restarting")]
         actors = self.actors
         refs = {actors[n].handle.ping.remote(): n for n in ids}
@@ -338,8 +369,6 @@ class FederatedBase:
 
     def _advance_recovery(self) -> None:
         """Nodes that came back are restored and restarted; those that did not, in time, are dead."""
-        import ray
-
         restarted, dead = self._recovering.poll()
         for nid in dead:
             st = self.state[nid]
@@ -394,8 +423,6 @@ class FederatedBase:
 
 def _kill(handle: Any) -> None:
     """Kill an actor for good; one already gone (or never made) is fine."""
-    import ray
-
     if handle is None:
         return
     try:

@@ -25,6 +25,9 @@ import uuid
 from collections import deque
 from typing import Any
 
+import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
 from red.errors import TopologyError
 from red.runtime.inbox import MIN_LIMIT as MIN_INBOX_LIMIT
 from red.runtime.inbox import Inbox
@@ -110,10 +113,13 @@ class FederatedNode:
     @property
     def neighbors(self) -> frozenset[str]:
         if self._neighbors is None:
-            import ray
-
             self._neighbors = frozenset(ray.get(self._topology_manager().get_neighbors.remote(self.id)))
         return self._neighbors
+
+    def lookup_neighbors(self, node_ids: list[str]) -> dict[str, list[str]]:
+        """The neighbours of each of ``node_ids`` (any nodes of the federation), from the topology."""
+        got: dict[str, list[str]] = ray.get(self._topology_manager().neighbors_of.remote(list(node_ids)))
+        return got
 
     def send(self, header: str, body: Any, to: str | list[str] | None = None) -> list[str]:
         """Send to ``to`` (default: all neighbours). A non-neighbour raises TopologyError.
@@ -124,8 +130,6 @@ class FederatedNode:
         once, and only neighbours have routes, so the topology is still enforced. Above DIRECT_FANOUT
         actors, one call to the TopologyManager beats a call per actor from here.
         """
-        import ray
-
         recipients = sorted(self.neighbors) if to is None else ([to] if isinstance(to, str) else list(to))
         bad = [r for r in recipients if r not in self.neighbors]
         if bad:
@@ -143,8 +147,6 @@ class FederatedNode:
 
     def _routes_table(self) -> tuple[dict[str, str], dict[str, Any]]:
         if self._routes is None:
-            import ray
-
             self._routes = ray.get(self._topology_manager().routes.remote(self.id))
         return self._routes
 
@@ -160,8 +162,6 @@ class FederatedNode:
             self._stopped.set()
             raise StopNode()
         if msg.by_ref:
-            import ray
-
             msg.body, msg.by_ref = ray.get(msg.body), False
         return msg
 
@@ -234,8 +234,6 @@ class FederatedNode:
 
     def _topology_manager(self) -> Any:
         if self._tm is None:
-            import ray
-
             self._tm = ray.get_actor(actor_name(self.federation, TOPOLOGY_MANAGER), namespace=self.namespace)
         return self._tm
 
@@ -328,9 +326,6 @@ class VirtualNode:
         max_restarts: int = 0,
         inbox_limit: int = MIN_INBOX_LIMIT,
     ) -> Any:
-        import ray
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
         if self.handle is not None:
             return self.handle
         cls = ray.remote(self.template)

@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import ray
+
 from red.errors import TopologyError
 from red.runtime.messages import INLINE_LIMIT_BYTES, Message, payload_bytes
 from red.runtime.node import deliver_direct
@@ -181,16 +183,12 @@ class PoolHost(TaskNode):
         """One TopologyManager call for a whole batch instead of one per newly seen virtual node."""
         missing = [i for i in ids if i not in self._hosted_neighbors]
         if missing:
-            import ray
-
             got = ray.get(self._topology_manager().neighbors_of.remote(missing))
             self._hosted_neighbors.update({i: frozenset(nb) for i, nb in got.items()})
 
     def neighbors_of(self, node_id: str) -> frozenset[str]:
         nb = self._hosted_neighbors.get(node_id)
         if nb is None:
-            import ray
-
             got = ray.get(self._topology_manager().neighbors_of.remote([node_id]))
             nb = self._hosted_neighbors[node_id] = frozenset(got[node_id])
         return nb
@@ -202,8 +200,6 @@ class PoolHost(TaskNode):
     def send_for(self, node_ids: list[str], header: str, body: Any, to: str | list[str]) -> list[str]:
         """One message from ``node_ids[0]`` that answers for all of ``node_ids`` (a batch's update):
         every one of them must be allowed to reach every recipient, or TopologyError."""
-        import ray
-
         recipients = [to] if isinstance(to, str) else list(to)
         for node_id in node_ids:
             allowed = self.neighbors_of(node_id)
@@ -224,8 +220,6 @@ class PoolHost(TaskNode):
         return recipients
 
     def train(self, config: PoolConfig) -> dict[str, Any]:
-        import ray
-
         prog = config.program(self, config.program_config)
         self._store = ray.get_actor(actor_name_store(self.federation), namespace=self.namespace)
         self._warm_up()

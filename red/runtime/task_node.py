@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import ray
 
 from red.aggregation import Params
 from red.runtime.node import FederatedNode
@@ -60,8 +61,6 @@ class TaskNode(FederatedNode):
 
 def _assigned_gpu() -> bool:
     try:
-        import ray
-
         return bool(ray.get_gpu_ids())
     except Exception:
         return False

@@ -11,7 +11,8 @@ import networkx as nx
 from red.errors import FederationFailed
 from red.registry import algorithms, tasks
 from red.report import Report
-from red.runtime.federation import Emit, FederatedBase
+from red.runtime import placement
+from red.runtime.federation import Emit, FederatedBase, NodeUnavailable
 from red.runtime.messages import VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.pool import PoolConfig, PoolHost, decide_pool_size
@@ -125,13 +126,10 @@ class Schema(FederatedBase):
         res = self.spec.resources
         cpus = mem = 0.0
         if res.max_actors is None:
-            import ray
-
-            if not ray.is_initialized():
+            capacity = placement.cluster_capacity()
+            if capacity is None:
                 return 0  # drawing or validating a spec: no cluster to size a pool for
-            cluster = ray.cluster_resources()  # type: ignore[no-untyped-call]
-            cpus = float(cluster.get("CPU", 0.0)) - res.broker.cpu
-            mem = float(cluster.get("memory", 0.0))
+            cpus, mem = capacity[0] - res.broker.cpu, capacity[1]
         n = decide_pool_size(
             len(ids),
             len(self.nodes) - len(ids),
@@ -193,11 +191,9 @@ class Schema(FederatedBase):
     def _poll(self, after: int, timeout: float) -> list[VersionEntry]:
         """``poll_progress``, where a node that failed meanwhile means "nothing yet": supervise()
         restores it (or fails the run) and progress resumes from the restored node."""
-        import ray
-
         try:
             return self.poll_progress(after, timeout)
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+        except NodeUnavailable:
             time.sleep(0.1)  # the failure is handled by supervise(); do not spin meanwhile
             return []
 
@@ -214,19 +210,3 @@ class Schema(FederatedBase):
         for nid, n in entry.meta.get("participation", {}).items():
             if nid in self.state:
                 self.state[nid].rounds = int(n)
-
-    def final_sync(self) -> None:
-        """Exact final versions: ask every live node (they are idle by now)."""
-        import ray
-
-        actors = self.actors  # pooled virtual nodes have no actor of their own to ask
-        ids = [n for n, vn in actors.items() if self.state[n].health != "Dead" and vn.built]
-        refs = [actors[n].handle.ping.remote() for n in ids]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=10)
-        for ref in ready:
-            try:
-                p = ray.get(ref)
-            except ray.exceptions.RayError:
-                continue
-            st = self.state[p["id"]]
-            st.version, st.last_heartbeat = p["version"], p["time"]

@@ -71,12 +71,9 @@ class GossipNode(TaskNode):
             self.load(state["params"])
 
     def train(self, cfg: GossipConfig) -> dict[str, Any]:
-        import ray
-
         rounds, start_round = cfg.rounds, cfg.start_round
         self.version = start_round
-        tm = self._topology_manager()
-        degrees = {n: len(v) for n, v in ray.get(tm.neighbors_of.remote(sorted(self.neighbors))).items()}
+        degrees = {n: len(v) for n, v in self.lookup_neighbors(sorted(self.neighbors)).items()}
         weights = metropolis_weights(len(self.neighbors), degrees)
         alive = set(self.neighbors)
         inbox: dict[int, dict[str, Params]] = {}
@@ -140,9 +137,7 @@ class DecentralizedFederatedLearning(Schema):
     def start(self) -> None:
         self.build()
         if self.resume_state is not None:
-            import ray
-
-            ray.get([self.nodes[n].handle.restore_state.remote(self.restore_state(n)) for n in self.nodes])
+            self.restore_nodes(self.nodes)
         super().start()
 
     def apply_resume(self, state: dict[str, Any]) -> None:
@@ -155,16 +150,11 @@ class DecentralizedFederatedLearning(Schema):
 
     def poll_progress(self, after: int, timeout: float) -> list[VersionEntry]:
         """One synthetic entry per round that every live node has finished, oldest first."""
-        import ray
-
         live = [n for n in self.nodes if self.state[n].health not in ("Dead",)]
-        refs = [
-            self.nodes[n].handle.get_versions.remote(self._node_round.get(n, self.start_round), timeout)
-            for n in live
-        ]
         # Bounded: a node being restarted answers only once it is back (or never; supervise() decides).
-        for entries in ray.get(refs, timeout=timeout + 5.0):
-            for e in entries:
+        got = self.versions_after({n: self._node_round.get(n, self.start_round) for n in live}, timeout)
+        for node_entries in got.values():
+            for e in node_entries:
                 r = int(e.meta["round"])
                 self._rounds_of.setdefault(r, {})[e.id] = e
                 if r > self._node_round.get(e.id, 0):

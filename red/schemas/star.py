@@ -12,6 +12,7 @@ import networkx as nx
 from red import topology
 from red.aggregation import Params, subtract, weighted_mean
 from red.algorithms.base import Accumulator, Algorithm, Update, pre_aggregates
+from red.errors import FederationFailed
 from red.runtime.messages import Message, VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.pool import HostedNode, HostedProgram
@@ -341,11 +342,7 @@ class StarFederatedLearning(Schema):
                     self.initial_hosted_state[c]["version"] = int(v)
         self.build()
         if self.resume_state is not None:
-            import ray
-
-            ray.get(self.nodes[SERVER].handle.restore_state.remote(self._server_state()))
-            ray.get([self.nodes[c].handle.restore_state.remote(self.restore_state(c))
-                     for c in self.client_ids() if self.nodes[c].host is None])
+            self.restore_nodes([SERVER, *self.client_ids()])
         super().start()
 
     def _server_state(self) -> dict[str, Any]:
@@ -359,11 +356,8 @@ class StarFederatedLearning(Schema):
         }
 
     def poll_progress(self, after: int, timeout: float) -> list[VersionEntry]:
-        import ray
-
         # Bounded: a server that is being restarted answers only once it is back (or never).
-        entries: list[VersionEntry] = ray.get(self.nodes[SERVER].handle.get_versions.remote(after, timeout),
-                                              timeout=timeout + 5.0)
+        entries = self.versions_after({SERVER: after}, timeout)[SERVER]
         for e in entries:
             self._latest = {"round": int(e.meta["round"]), "params": e.model["params"], **{
                 k: e.meta[k] for k in ("clientVersions", "participation", "algorithmState")}}
@@ -382,8 +376,6 @@ class StarFederatedLearning(Schema):
     def on_node_lost(self, node_id: str, *, dead: bool) -> None:
         if node_id == SERVER:
             if dead:
-                from red.errors import FederationFailed
-
                 raise FederationFailed(
                     "the server node died after exhausting maxRestarts; raise spec.faultTolerance.maxRestarts",
                     reason="ServerLost",
