@@ -21,7 +21,7 @@ from red.runtime.node import FederatedNode
 
 
 class Receiver(FederatedNode):
-    def build(self, **_: Any) -> None:
+    def build(self, config: Any) -> None:
         import threading
 
         self.count = 0

@@ -196,6 +196,8 @@ def _topology(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # The one place the CLI reaches the Ray runtime (red.runner and red.runtime import Ray at their
+    # top): imported here, so that `red validate`, `red explain` and the job commands never load Ray.
     from red.runner import run_federation
     from red.sinks import ConsoleSink, FileSink, JsonLinesSink, Sink
     from red.spec import federation_from_yaml, load_federation

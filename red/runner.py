@@ -7,6 +7,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import ray
+
 from red import user_code
 from red.checkpoint import Checkpointer
 from red.errors import FederationFailed, RedError
@@ -49,8 +51,6 @@ def init_ray(
 ) -> bool:
     """Connect to ``address`` or start a local Ray. Returns True when this call started Ray.
     ``runtime_env`` is the job's (the user's code, from `red.user_code.for_red_run`)."""
-    import ray
-
     if ray.is_initialized():
         return False
     hide_token_auth_notice()
@@ -141,6 +141,4 @@ def run_federation(
         for s in sinks:
             s.close()
         if started:
-            import ray
-
             ray.shutdown()

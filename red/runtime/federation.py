@@ -1,18 +1,26 @@
-"""FederatedBase: the driver side of a federation.
+"""FederatedBase: the driver side of a federation, and the one seam between schemas and Ray.
 
 It holds the virtual nodes, the topology, the placement group and the TopologyManager; builds actors
 lazily; starts every node's loop; supervises them (pings, restarts, ``minClients``); turns progress
 into reports; and releases everything in ``stop()``. Schemas subclass it and say what a round is.
+
+Every Ray call a schema needs on the driver is a method here (``build``, ``restore_nodes``,
+``versions_after``, ``send``, ``final_sync``, ``stop``), and a node that failed or does not answer in
+time surfaces as `NodeUnavailable`, never as a Ray exception: schemas never import Ray. Methods on the
+base class rather than a separate module, because each of them needs the federation's own tables
+(handles, pool hosts, node health) that this class already keeps.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import networkx as nx
+import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from red.errors import FederationFailed, TopologyError
 from red.report import NodeState, Report
@@ -20,12 +28,21 @@ from red.runtime import placement
 from red.runtime.inbox import limit_for_degree
 from red.runtime.messages import Message, VersionEntry
 from red.runtime.node import TOPOLOGY_MANAGER, VirtualNode, actor_name
+from red.runtime.pool import NodeStateStore, PoolConfig, actor_name_store
 from red.runtime.recovery import Recoveries
 from red.runtime.topology_manager import TopologyManager
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Report], None]
+# How much longer than the nodes' own wait a call for versions may take before the node counts as
+# unavailable (a node being restarted answers only once it is back, or never).
+VERSIONS_GRACE_SECONDS = 5.0
+
+
+class NodeUnavailable(Exception):
+    """A node actor failed, or did not answer within its bound. Not a federation failure: supervise()
+    restarts the node (or writes it off) and progress resumes from the restored node."""
 
 
 class FederatedBase:
@@ -75,7 +92,7 @@ class FederatedBase:
         # The multiplexed pool (see red.runtime.pool): host actors, and what they run for their nodes.
         self.hosts: dict[str, VirtualNode] = {}
         self.hosted: dict[str, list[str]] = {}  # host id → the virtual node ids it serves
-        self.host_program: tuple[type, dict[str, Any]] | None = None
+        self.host_config: PoolConfig | None = None
         self.initial_hosted_state: dict[str, dict[str, Any]] = {}
         self.store: Any = None
 
@@ -84,8 +101,7 @@ class FederatedBase:
         self,
         node_ids: list[str],
         hosts: list[VirtualNode],
-        program: type,
-        program_kwargs: dict[str, Any] | None = None,
+        config: PoolConfig,
         initial_state: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         """Serve ``node_ids`` from ``hosts`` (round-robin) instead of one actor each. Call before build."""
@@ -98,7 +114,7 @@ class FederatedBase:
             host = order[i % len(order)]
             self.nodes[nid].host = host
             self.hosted[host].append(nid)
-        self.host_program = (program, dict(program_kwargs or {}))
+        self.host_config = config
         self.initial_hosted_state = dict(initial_state or {})
 
     @property
@@ -122,8 +138,6 @@ class FederatedBase:
     def build(self, node_ids: Iterable[str] | None = None) -> None:
         """Place the group, start the TopologyManager, link the graph, and build the named nodes
         (all by default). Building is lazy: nodes not named stay virtual and cost nothing."""
-        import ray
-
         actors = self.actors
         if self.pg is None:
             bundles = placement.bundles_for(
@@ -137,8 +151,6 @@ class FederatedBase:
             )
         pending: list[Any] = []
         if self.tm is None:
-            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
             self.tm = (
                 ray.remote(TopologyManager)
                 .options(  # type: ignore[attr-defined]
@@ -183,11 +195,6 @@ class FederatedBase:
                 self._set_hosted_health(p["id"], "Alive")
 
     def _start_store(self) -> Any:
-        import ray
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        from red.runtime.pool import NodeStateStore, actor_name_store
-
         self.store = (
             ray.remote(NodeStateStore)
             .options(  # type: ignore[attr-defined]
@@ -209,8 +216,6 @@ class FederatedBase:
         if self._stopped:
             return
         self._stopped = True
-        import ray
-
         if not ray.is_initialized():
             return
         actors = self.actors
@@ -245,8 +250,6 @@ class FederatedBase:
 
     def send(self, header: str, body: Any, to: str | list[str] | None = None) -> None:
         """Send from the driver (the broker, which may reach every node). ``to`` defaults to all."""
-        import ray
-
         recipients = list(self.nodes) if to is None else ([to] if isinstance(to, str) else list(to))
         ray.get(self.tm.publish.remote(Message(header, body, sender=None), recipients))
 
@@ -254,22 +257,53 @@ class FederatedBase:
         self, node_ids: Iterable[str] | None = None, timeout: float | None = None, after: int = -1
     ) -> dict[str, VersionEntry | None]:
         """Each node's newest version entry (values, never ObjectRefs); None if none in ``timeout``."""
-        import ray
-
         ids = list(self.nodes) if node_ids is None else list(node_ids)
         refs = [self.handle(i).get_version.remote(after, timeout) for i in ids]
         return dict(zip(ids, ray.get(refs), strict=True))
 
-    def start(self, kwargs_for: Callable[[str], dict[str, Any]]) -> None:
-        """Build what is not built and start each node's ``train`` loop."""
+    def restore_nodes(self, node_ids: Iterable[str]) -> None:
+        """Give each of ``node_ids`` its `restore_state` (resuming from a checkpoint). Pooled nodes are
+        skipped: their state lives in the pool's store (`initial_hosted_state`)."""
+        ids = [n for n in node_ids if self.nodes[n].host is None]
+        ray.get([self.handle(n).restore_state.remote(self.restore_state(n)) for n in ids])
+
+    def versions_after(self, after: Mapping[str, int], timeout_seconds: float) -> dict[str, list[VersionEntry]]:
+        """Node id → its buffered version entries above ``after[node id]``, oldest first; each node
+        waits up to ``timeout_seconds`` for one. Raises NodeUnavailable when a node failed or does not
+        answer within ``timeout_seconds + VERSIONS_GRACE_SECONDS``."""
+        ids = list(after)
+        refs = [self.handle(n).get_versions.remote(after[n], timeout_seconds) for n in ids]
+        try:
+            got = ray.get(refs, timeout=timeout_seconds + VERSIONS_GRACE_SECONDS)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as err:
+            raise NodeUnavailable(str(err)) from None
+        return dict(zip(ids, got, strict=True))
+
+    def final_sync(self) -> None:
+        """Exact final versions: ask every live node (they are idle by now)."""
+        actors = self.actors  # pooled virtual nodes have no actor of their own to ask
+        ids = [n for n, vn in actors.items() if self.state[n].health != "Dead" and vn.built]
+        refs = [actors[n].handle.ping.remote() for n in ids]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=10)
+        for ref in ready:
+            try:
+                p = ray.get(ref)
+            except ray.exceptions.RayError:
+                continue
+            st = self.state[p["id"]]
+            st.version, st.last_heartbeat = p["version"], p["time"]
+
+    def start(self) -> None:
+        """Build what is not built and start each node's ``train`` loop (with `train_config`)."""
         self.build()
         for nid, vn in self.actors.items():
-            if nid in self.hosts and self.host_program is not None:
-                program, program_kwargs = self.host_program
-                kwargs = {"program": program, "program_kwargs": program_kwargs}
-            else:
-                kwargs = kwargs_for(nid)
-            self._runs[nid] = vn.handle.run.remote(kwargs)
+            self._runs[nid] = vn.handle.run.remote(self._config_of(nid))
+
+    def _config_of(self, actor_id: str) -> Any:
+        """What ``actor_id``'s ``train`` runs with now: a pool host's `PoolConfig`, else the schema's."""
+        if actor_id in self.hosts and self.host_config is not None:
+            return self.host_config
+        return self.train_config(actor_id)
 
     # --- supervision -------------------------------------------------------------------------
     def clients(self) -> list[str]:
@@ -278,10 +312,8 @@ class FederatedBase:
     def live_clients(self) -> list[str]:
         return [n for n in self.clients() if self.state[n].health != "Dead"]
 
-    def supervise(self, kwargs_for: Callable[[str], dict[str, Any]]) -> list[str]:
+    def supervise(self) -> list[str]:
         """Collect finished runs, handle failed nodes, ping on the heartbeat. Returns finished ids."""
-        import ray
-
         finished: list[str] = []
         if self._runs:
             ready, _ = ray.wait(list(self._runs.values()), num_returns=len(self._runs), timeout=0)
@@ -305,7 +337,7 @@ class FederatedBase:
                 self._set_hosted_health(nid, "Finished")
                 finished.append(nid)
         if len(self._recovering):
-            self._advance_recovery(kwargs_for)
+            self._advance_recovery()
         if time.monotonic() - self._last_ping >= self.heartbeat_seconds:
             self._last_ping = time.monotonic()
             self.ping_all(timeout=min(self.heartbeat_seconds, 5.0))
@@ -320,8 +352,6 @@ class FederatedBase:
         return finished
 
     def ping_all(self, timeout: float) -> None:
-        import ray
-
         ids = [n for n in self._runs if self.state[n].health in ("Alive", "Restarting")]
         actors = self.actors
         refs = {actors[n].handle.ping.remote(): n for n in ids}
@@ -337,10 +367,8 @@ class FederatedBase:
             st.version = max(st.version, p["version"])
             st.last_heartbeat = p["time"]
 
-    def _advance_recovery(self, kwargs_for: Callable[[str], dict[str, Any]]) -> None:
+    def _advance_recovery(self) -> None:
         """Nodes that came back are restored and restarted; those that did not, in time, are dead."""
-        import ray
-
         restarted, dead = self._recovering.poll()
         for nid in dead:
             st = self.state[nid]
@@ -357,21 +385,23 @@ class FederatedBase:
             st.health = "Alive"
             st.last_heartbeat = p["time"]
             log.warning("node %s restarted (%d)", nid, st.restarts)
-            if nid in self.hosts and self.host_program is not None:
-                # A host keeps nothing worth restoring (node state lives in the store); only the
-                # messages it was working on are lost, which on_node_lost reports per virtual node.
-                program, program_kwargs = self.host_program
-                self._runs[nid] = handle.run.remote({"program": program, "program_kwargs": program_kwargs})
-            else:
+            # A host keeps nothing worth restoring (node state lives in the store); only the messages
+            # it was working on are lost, which on_node_lost reports per virtual node.
+            if nid not in self.hosts:
                 try:
                     ray.get(handle.restore_state.remote(self.restore_state(nid)))
                 except ray.exceptions.RayActorError:
                     pass  # it failed again: so does the run below, and supervise() starts over
-                self._runs[nid] = handle.run.remote(kwargs_for(nid))
+            self._runs[nid] = handle.run.remote(self._config_of(nid))
             for lost in self.hosted.get(nid, [nid]):
                 self.on_node_lost(lost, dead=False)
 
     # --- hooks for schemas -------------------------------------------------------------------
+    def train_config(self, node_id: str) -> Any:
+        """The frozen run configuration ``node_id``'s ``train`` gets, asked at every (re)start so that
+        what changes between starts (a restored server's ``start_round``) is current."""
+        return None
+
     def restore_state(self, node_id: str) -> dict[str, Any]:
         """What a restarted node gets back (the latest global model and its version)."""
         return {"version": self.state[node_id].version}
@@ -393,8 +423,6 @@ class FederatedBase:
 
 def _kill(handle: Any) -> None:
     """Kill an actor for good; one already gone (or never made) is fine."""
-    import ray
-
     if handle is None:
         return
     try:

@@ -3,10 +3,15 @@
 A `VirtualNode` is a lazy description: creating 10,000 of them costs no Ray resources. `build()` turns
 one into the named actor ``{federation}/{node_id}`` inside the federation's placement group.
 
-`FederatedNode` is the base class of those actors. Subclasses implement ``build()`` (set up model and
-data) and ``train()`` (the node's loop: ``receive`` messages, ``send`` to neighbours,
-``update_version``). The runtime keeps a version buffer so the driver can ``pull_version()`` at any
-time, and answers ``ping()`` from the supervisor while ``train()`` runs (node actors are threaded).
+`FederatedNode` is the base class of those actors. Subclasses implement ``build(config)`` (set up model
+and data from the node's build configuration, e.g. `red.runtime.task_node.BuildConfig`) and
+``train(config)`` (the node's loop: ``receive`` messages, ``send`` to neighbours, ``update_version``;
+``config`` is the frozen run configuration its schema made for it, e.g. `red.schemas.star.ServerConfig`).
+Both take one typed object rather than keyword arguments, so a misspelt field fails where the
+configuration is made instead of being silently dropped.
+
+The runtime keeps a version buffer so the driver can ``pull_version()`` at any time, and answers
+``ping()`` from the supervisor while ``train()`` runs (node actors are threaded).
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ import time
 import uuid
 from collections import deque
 from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from red.errors import TopologyError
 from red.runtime.inbox import MIN_LIMIT as MIN_INBOX_LIMIT
@@ -60,7 +68,7 @@ class FederatedNode:
         federation: str,
         *,
         namespace: str | None = None,
-        config: dict[str, Any] | None = None,
+        config: Any = None,
         gpu_fraction: float = 0.0,
         version_buffer: int = 4,
         inbox_limit: int = MIN_INBOX_LIMIT,
@@ -70,7 +78,7 @@ class FederatedNode:
         self.roles = parse_role(role)
         self.federation = federation
         self.namespace = namespace
-        self.config: dict[str, Any] = dict(config or {})
+        self.config: Any = config  # what build() was given; kept so a subclass can read it later
         self.version = 0
         self.incarnation = uuid.uuid4().hex  # changes when Ray restarts the actor: how restarts are seen
         self.started_at = time.time()
@@ -84,14 +92,16 @@ class FederatedNode:
         self._routes: tuple[dict[str, str], dict[str, Any]] | None = None
         self._tm: Any = None
         _cap_gpu_memory(gpu_fraction)
-        self.build(**self.config.get("build", {}))
+        self.build(config)
 
     # --- hooks for subclasses ---------------------------------------------------------------
-    def build(self, *args: Any, **kwargs: Any) -> None:
-        """Set up the model and the data. Runs again after a restart (state is lost then)."""
+    def build(self, config: Any) -> None:
+        """Set up the model and the data from ``config`` (the `VirtualNode`'s; None when it has none).
+        Runs again after a restart (state is lost then)."""
 
-    def train(self, *args: Any, **kwargs: Any) -> Any:
-        """The node's loop. Return when done (or let ``receive`` raise StopNode)."""
+    def train(self, config: Any) -> Any:
+        """The node's loop, run with the configuration the driver made for this (re)start. Return when
+        done (or let ``receive`` raise StopNode)."""
         raise NotImplementedError(f"{type(self).__name__} must implement train()")
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -103,10 +113,13 @@ class FederatedNode:
     @property
     def neighbors(self) -> frozenset[str]:
         if self._neighbors is None:
-            import ray
-
             self._neighbors = frozenset(ray.get(self._topology_manager().get_neighbors.remote(self.id)))
         return self._neighbors
+
+    def lookup_neighbors(self, node_ids: list[str]) -> dict[str, list[str]]:
+        """The neighbours of each of ``node_ids`` (any nodes of the federation), from the topology."""
+        got: dict[str, list[str]] = ray.get(self._topology_manager().neighbors_of.remote(list(node_ids)))
+        return got
 
     def send(self, header: str, body: Any, to: str | list[str] | None = None) -> list[str]:
         """Send to ``to`` (default: all neighbours). A non-neighbour raises TopologyError.
@@ -117,8 +130,6 @@ class FederatedNode:
         once, and only neighbours have routes, so the topology is still enforced. Above DIRECT_FANOUT
         actors, one call to the TopologyManager beats a call per actor from here.
         """
-        import ray
-
         recipients = sorted(self.neighbors) if to is None else ([to] if isinstance(to, str) else list(to))
         bad = [r for r in recipients if r not in self.neighbors]
         if bad:
@@ -136,8 +147,6 @@ class FederatedNode:
 
     def _routes_table(self) -> tuple[dict[str, str], dict[str, Any]]:
         if self._routes is None:
-            import ray
-
             self._routes = ray.get(self._topology_manager().routes.remote(self.id))
         return self._routes
 
@@ -153,8 +162,6 @@ class FederatedNode:
             self._stopped.set()
             raise StopNode()
         if msg.by_ref:
-            import ray
-
             msg.body, msg.by_ref = ray.get(msg.body), False
         return msg
 
@@ -194,12 +201,12 @@ class FederatedNode:
             return [e for e in self._versions if e.version > after]
 
     # --- control (driver and supervisor) ----------------------------------------------------
-    def run(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Entry point the driver calls: runs ``train`` and reports how it ended."""
+    def run(self, config: Any) -> dict[str, Any]:
+        """Entry point the driver calls: runs ``train(config)`` and reports how it ended."""
         self._stopped.clear()
         self.status = "Running"
         try:
-            result = self.train(**kwargs)
+            result = self.train(config)
         except StopNode:
             result = None
         self.status = "Finished"
@@ -227,8 +234,6 @@ class FederatedNode:
 
     def _topology_manager(self) -> Any:
         if self._tm is None:
-            import ray
-
             self._tm = ray.get_actor(actor_name(self.federation, TOPOLOGY_MANAGER), namespace=self.namespace)
         return self._tm
 
@@ -293,7 +298,7 @@ class VirtualNode:
         role: str,
         federation: str,
         *,
-        config: dict[str, Any] | None = None,
+        config: Any = None,
         num_cpus: float = 0.1,
         num_gpus: float = 0.0,
     ) -> None:
@@ -302,7 +307,7 @@ class VirtualNode:
         self.id = node_id
         self.role = role
         self.federation = federation
-        self.config = config or {}
+        self.config = config  # handed to the actor's build(); a frozen dataclass, so safe to share
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.handle: Any = None
@@ -321,9 +326,6 @@ class VirtualNode:
         max_restarts: int = 0,
         inbox_limit: int = MIN_INBOX_LIMIT,
     ) -> Any:
-        import ray
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
         if self.handle is not None:
             return self.handle
         cls = ray.remote(self.template)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import ray
+from ray.util.placement_group import placement_group, remove_placement_group
+
 from red.errors import PlacementError
 
 Bundle = dict[str, float]
@@ -39,13 +42,19 @@ def describe_shortfall(short: Mapping[str, tuple[float, float]], what: str) -> s
     return f"{what} cannot be placed: {'; '.join(parts)}. Fix: {hint}"
 
 
+def cluster_capacity() -> tuple[float, float] | None:
+    """(CPUs, memory in bytes) of the Ray cluster this process is connected to; None when it is not
+    (drawing or validating a spec: there is no cluster to size anything for)."""
+    if not ray.is_initialized():
+        return None
+    total = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    return float(total.get("CPU", 0.0)), float(total.get("memory", 0.0))
+
+
 def create_placement_group(
     name: str, bundles: list[Bundle], *, strategy: str = "PACK", timeout_seconds: float = 60.0
 ) -> Any:
     """Create and wait for the group; never hangs: fails after ``timeout_seconds`` naming what's missing."""
-    import ray
-    from ray.util.placement_group import placement_group, remove_placement_group
-
     short = shortfall(bundles, ray.cluster_resources())
     if short:
         raise PlacementError(describe_shortfall(short, f"federation {name!r}"))
@@ -66,9 +75,6 @@ def create_placement_group(
 
 
 def remove(pg: Any) -> None:
-    import ray
-    from ray.util.placement_group import remove_placement_group
-
     if pg is not None and ray.is_initialized():
         try:
             remove_placement_group(pg)

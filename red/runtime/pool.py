@@ -22,7 +22,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
+
+import ray
 
 from red.errors import TopologyError
 from red.runtime.messages import INLINE_LIMIT_BYTES, Message, payload_bytes
@@ -129,11 +132,12 @@ class HostedNode:
 
 
 class HostedProgram:
-    """What a hosted virtual node does with one message. Subclass and implement ``on_message``."""
+    """What a hosted virtual node does with one message. Subclass and implement ``on_message``.
+    ``config`` is the run configuration of the node kind it stands in for (`PoolConfig.program_config`)."""
 
-    def __init__(self, host: PoolHost, **kwargs: Any) -> None:
+    def __init__(self, host: PoolHost, config: Any = None) -> None:
         self.host = host
-        self.kwargs = kwargs
+        self.config = config
 
     def on_message(self, node: HostedNode, msg: Message) -> None:
         raise NotImplementedError
@@ -143,6 +147,15 @@ class HostedProgram:
         handles it in turn; override to answer for the whole batch at once."""
         for node in nodes:
             self.on_message(node, msg)
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """A pool host's run configuration: it serves its virtual nodes with ``program``, which gets
+    ``program_config`` (what one of those nodes would have been given on an actor of its own)."""
+
+    program: type[HostedProgram]
+    program_config: Any = None
 
 
 class PoolHost(TaskNode):
@@ -170,16 +183,12 @@ class PoolHost(TaskNode):
         """One TopologyManager call for a whole batch instead of one per newly seen virtual node."""
         missing = [i for i in ids if i not in self._hosted_neighbors]
         if missing:
-            import ray
-
             got = ray.get(self._topology_manager().neighbors_of.remote(missing))
             self._hosted_neighbors.update({i: frozenset(nb) for i, nb in got.items()})
 
     def neighbors_of(self, node_id: str) -> frozenset[str]:
         nb = self._hosted_neighbors.get(node_id)
         if nb is None:
-            import ray
-
             got = ray.get(self._topology_manager().neighbors_of.remote([node_id]))
             nb = self._hosted_neighbors[node_id] = frozenset(got[node_id])
         return nb
@@ -191,8 +200,6 @@ class PoolHost(TaskNode):
     def send_for(self, node_ids: list[str], header: str, body: Any, to: str | list[str]) -> list[str]:
         """One message from ``node_ids[0]`` that answers for all of ``node_ids`` (a batch's update):
         every one of them must be allowed to reach every recipient, or TopologyError."""
-        import ray
-
         recipients = [to] if isinstance(to, str) else list(to)
         for node_id in node_ids:
             allowed = self.neighbors_of(node_id)
@@ -212,12 +219,8 @@ class PoolHost(TaskNode):
         deliver_direct(msg, recipients, self._via, self._handles, relay=self._topology_manager())
         return recipients
 
-    def train(  # type: ignore[override]
-        self, *, program: type[HostedProgram], program_kwargs: dict[str, Any] | None = None, **_: Any
-    ) -> dict[str, Any]:
-        import ray
-
-        prog = program(self, **(program_kwargs or {}))
+    def train(self, config: PoolConfig) -> dict[str, Any]:
+        prog = config.program(self, config.program_config)
         self._store = ray.get_actor(actor_name_store(self.federation), namespace=self.namespace)
         self._warm_up()
         while True:
@@ -264,6 +267,7 @@ __all__ = [
     "HostedNode",
     "HostedProgram",
     "NodeStateStore",
+    "PoolConfig",
     "PoolHost",
     "decide_pool_size",
 ]

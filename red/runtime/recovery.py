@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import ray
+
 # How soon to ping again a node whose ping failed because it was still restarting.
 RETRY_SECONDS = 0.25
 
@@ -45,8 +47,6 @@ class Recoveries:
 
     def poll(self) -> tuple[dict[str, dict[str, Any]], list[str]]:
         """Without blocking: ``(restarted: node id → its ping, dead: node ids)``; both leave the set."""
-        import ray
-
         restarted: dict[str, dict[str, Any]] = {}
         dead: list[str] = []
         now = time.monotonic()

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import ray
 
 from red.aggregation import Params
 from red.runtime.node import FederatedNode
 from red.tasks.base import Task
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """What a `TaskNode` builds its task, model and data from. The schema makes one from the spec and
+    gives each node a copy with its own ``index`` (``dataclasses.replace``)."""
+
+    task_cls: type[Task]
+    task_params: Mapping[str, Any]  # spec.task.params, free-form: the task checks them
+    num_clients: int
+    seed: int
+    index: int = -1  # which client's data split this node trains on; -1: none (servers, heads)
+    threads: int = 1  # torch threads per actor
+
+    def make_task(self) -> Task:
+        return self.task_cls(self.task_params, num_clients=self.num_clients, seed=self.seed)
 
 
 class TaskNode(FederatedNode):
@@ -19,25 +38,16 @@ class TaskNode(FederatedNode):
     data: Any
     test: Any
 
-    def build(
-        self,
-        *,
-        task_cls: type[Task],
-        task_params: dict[str, Any],
-        num_clients: int,
-        seed: int,
-        index: int = -1,
-        threads: int = 1,
-        **_: Any,
-    ) -> None:
+    def build(self, config: BuildConfig) -> None:
         import torch
 
         # Many small actors share few cores: one thread each avoids oversubscription (big win).
-        torch.set_num_threads(threads)
-        self.task = task_cls(task_params, num_clients=num_clients, seed=seed)
+        torch.set_num_threads(config.threads)
+        self.task = config.make_task()
         self.model = self.task.create_model()
         if torch.cuda.is_available() and _assigned_gpu():
             self.model = self.model.cuda()
+        index = config.index
         self.data = self.task.client_data(index) if "train" in self.roles and index >= 0 else None
         self.test = self.task.test_data() if "eval" in self.roles else None
 
@@ -51,8 +61,6 @@ class TaskNode(FederatedNode):
 
 def _assigned_gpu() -> bool:
     try:
-        import ray
-
         return bool(ray.get_gpu_ids())
     except Exception:
         return False

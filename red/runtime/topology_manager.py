@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import networkx as nx
+import ray
 
 from red.errors import TopologyError
 from red.runtime.messages import Message
@@ -104,8 +105,6 @@ class TopologyManager:
         handle = self._hosts.get(node_id)
         if handle is not None:
             return handle
-        import ray
-
         key = self._hosted_by.get(node_id, node_id)
         try:
             handle = ray.get_actor(actor_name(self.federation, key), namespace=self.namespace)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import networkx as nx
@@ -10,9 +11,12 @@ import networkx as nx
 from red.errors import FederationFailed
 from red.registry import algorithms, tasks
 from red.report import Report
-from red.runtime.federation import Emit, FederatedBase
+from red.runtime import placement
+from red.runtime.federation import Emit, FederatedBase, NodeUnavailable
 from red.runtime.messages import VersionEntry
 from red.runtime.node import VirtualNode
+from red.runtime.pool import PoolConfig, PoolHost, decide_pool_size
+from red.runtime.task_node import BuildConfig, TaskNode
 from red.spec.model import Federation
 
 
@@ -34,10 +38,13 @@ class Schema(FederatedBase):
         self.rounds = rounds if rounds is not None else spec.rounds
         self.algorithm_cls = algorithms.get(spec.algorithm.name)
         self.task_cls = tasks.get(spec.task.name)
+        # Made once from the spec; every node gets it with its own data index (`node`).
+        self.build_config = BuildConfig(task_cls=self.task_cls, task_params=spec.task.params,
+                                        num_clients=spec.clients, seed=spec.seed)
         # Check the free-form params here, in the driver, so a typo fails in a second with the field
         # named instead of inside every node actor's constructor.
         self.algorithm_cls(**spec.algorithm.params)
-        self.task_cls(spec.task.params, num_clients=spec.clients, seed=spec.seed)
+        self.build_config.make_task()
         self.checkpointer = checkpointer
         self.start_round = 0
         self.resume_state: dict[str, Any] | None = None
@@ -68,7 +75,8 @@ class Schema(FederatedBase):
     def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
         raise NotImplementedError
 
-    def run_kwargs(self, node_id: str) -> dict[str, Any]:
+    def train_config(self, node_id: str) -> Any:
+        """The frozen configuration ``node_id``'s ``train`` runs with (asked at every (re)start)."""
         raise NotImplementedError
 
     def poll_progress(self, after: int, timeout: float) -> list[VersionEntry]:
@@ -92,23 +100,13 @@ class Schema(FederatedBase):
         return client_ids(self.spec.clients)
 
     def node(self, node_id: str, role: str, index: int = -1, template: type | None = None) -> VirtualNode:
-        from red.runtime.task_node import TaskNode
-
         res = self.spec.resources
         return VirtualNode(
             template or TaskNode,
             node_id,
             role,
             self.fed.name,
-            config={
-                "build": {
-                    "task_cls": self.task_cls,
-                    "task_params": self.spec.task.params,
-                    "num_clients": self.spec.clients,
-                    "seed": self.spec.seed,
-                    "index": index,
-                }
-            },
+            config=replace(self.build_config, index=index),
             num_cpus=res.per_node.cpu,
             num_gpus=res.per_node.gpu,
         )
@@ -117,25 +115,21 @@ class Schema(FederatedBase):
         self,
         ids: list[str],
         program: type,
-        program_kwargs: dict[str, Any] | None = None,
+        program_config: Any = None,
         initial_state: dict[str, dict[str, Any]] | None = None,
     ) -> int:
-        """Multiplex the nodes ``ids`` onto a pool of host actors running ``program`` when one actor
+        """Multiplex the nodes ``ids`` onto a pool of host actors running ``program`` (given
+        ``program_config``, the run configuration of the nodes it stands in for) when one actor
         per node does not fit. ``spec.resources.maxActors`` decides when set; otherwise the engine,
         from the Ray cluster's CPUs and memory (`red.runtime.pool.decide_pool_size`). Returns the
         number of hosts (0: no pool)."""
-        from red.runtime.pool import PoolHost, decide_pool_size
-
         res = self.spec.resources
         cpus = mem = 0.0
         if res.max_actors is None:
-            import ray
-
-            if not ray.is_initialized():
+            capacity = placement.cluster_capacity()
+            if capacity is None:
                 return 0  # drawing or validating a spec: no cluster to size a pool for
-            cluster = ray.cluster_resources()  # type: ignore[no-untyped-call]
-            cpus = float(cluster.get("CPU", 0.0)) - res.broker.cpu
-            mem = float(cluster.get("memory", 0.0))
+            cpus, mem = capacity[0] - res.broker.cpu, capacity[1]
         n = decide_pool_size(
             len(ids),
             len(self.nodes) - len(ids),
@@ -147,7 +141,7 @@ class Schema(FederatedBase):
         if n is None:
             return 0
         hosts = [self.node(f"pool-{k}", "train", template=PoolHost) for k in range(n)]
-        self.pool(ids, hosts, program, program_kwargs, initial_state)
+        self.pool(ids, hosts, PoolConfig(program, program_config), initial_state)
         return n
 
     # --- the loop ----------------------------------------------------------------------------
@@ -155,7 +149,7 @@ class Schema(FederatedBase):
         """Build, start, supervise until the last round; emit a report per round. Always stops."""
         t0 = time.monotonic()
         try:
-            self.start(self.run_kwargs)
+            self.start()
             last = self.start_round
             metrics: dict[str, float] = {}
             emit(self.report("start", last, self.rounds, metrics, t0))
@@ -178,7 +172,7 @@ class Schema(FederatedBase):
                     emit(self.report("round", last, self.rounds, metrics, t0))
                 if finishing:
                     break
-                finished = self.supervise(self.run_kwargs)
+                finished = self.supervise()
                 if self.is_done(finished):
                     finishing = True
                     continue
@@ -197,11 +191,9 @@ class Schema(FederatedBase):
     def _poll(self, after: int, timeout: float) -> list[VersionEntry]:
         """``poll_progress``, where a node that failed meanwhile means "nothing yet": supervise()
         restores it (or fails the run) and progress resumes from the restored node."""
-        import ray
-
         try:
             return self.poll_progress(after, timeout)
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+        except NodeUnavailable:
             time.sleep(0.1)  # the failure is handled by supervise(); do not spin meanwhile
             return []
 
@@ -218,19 +210,3 @@ class Schema(FederatedBase):
         for nid, n in entry.meta.get("participation", {}).items():
             if nid in self.state:
                 self.state[nid].rounds = int(n)
-
-    def final_sync(self) -> None:
-        """Exact final versions: ask every live node (they are idle by now)."""
-        import ray
-
-        actors = self.actors  # pooled virtual nodes have no actor of their own to ask
-        ids = [n for n, vn in actors.items() if self.state[n].health != "Dead" and vn.built]
-        refs = [actors[n].handle.ping.remote() for n in ids]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=10)
-        for ref in ready:
-            try:
-                p = ray.get(ref)
-            except ray.exceptions.RayError:
-                continue
-            st = self.state[p["id"]]
-            st.version, st.last_heartbeat = p["version"], p["time"]

@@ -13,6 +13,8 @@ cluster, at the heads; the server always waits for every live head (heads answer
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import networkx as nx
@@ -23,7 +25,14 @@ from red.errors import FederationFailed, SpecError
 from red.runtime.node import VirtualNode
 from red.runtime.task_node import TaskNode, sample_clients
 from red.schemas.base import client_ids
-from red.schemas.star import SERVER, StarClient, StarFederatedLearning, StarServer, collect_updates
+from red.schemas.star import (
+    SERVER,
+    ClientConfig,
+    StarClient,
+    StarFederatedLearning,
+    StarServer,
+    collect_updates,
+)
 from red.spec.model import Federation
 
 
@@ -31,21 +40,24 @@ def head_id(group: int) -> str:
     return f"head_{group}"
 
 
+@dataclass(frozen=True)
+class HeadConfig:
+    """How a cluster head samples and aggregates its members (the spec's sampling and deadline
+    apply per cluster, at the heads)."""
+
+    algorithm_cls: type[Algorithm]
+    algorithm_params: Mapping[str, Any]
+    sample_fraction: float = 1.0
+    deadline_seconds: float | None = None
+    seed: int = 0
+    group: int = 0  # this head's number: its sampling draws differ from the other heads'
+
+
 class ClusterHead(TaskNode):
     """Relays the global model to its members and answers the server with the cluster's aggregate."""
 
-    def train(  # type: ignore[override]
-        self,
-        *,
-        algorithm_cls: type[Algorithm],
-        algorithm_params: dict[str, Any],
-        sample_fraction: float = 1.0,
-        deadline_seconds: float | None = None,
-        seed: int = 0,
-        group: int = 0,
-        **_: Any,
-    ) -> None:
-        algorithm = algorithm_cls(**algorithm_params)
+    def train(self, cfg: HeadConfig) -> None:
+        algorithm = cfg.algorithm_cls(**cfg.algorithm_params)
         alive = set(self.neighbors) - {SERVER}
         while True:
             msg = self.receive(timeout=1.0)  # raises StopNode when the federation stops
@@ -60,15 +72,15 @@ class ClusterHead(TaskNode):
             b = msg.body
             r = int(b["round"])
             # Distinct draws per cluster, still deterministic per (seed, round) for exact resumes.
-            sampled = sample_clients(sorted(alive), sample_fraction, seed * 7919 + group, r)
-            if deadline_seconds is not None and "combine" in b:
+            sampled = sample_clients(sorted(alive), cfg.sample_fraction, cfg.seed * 7919 + cfg.group, r)
+            if cfg.deadline_seconds is not None and "combine" in b:
                 # One message per member host would make a straggler hold back its host's others.
                 b = {k: v for k, v in b.items() if k != "combine"}
             if sampled:
                 self.send("model", b, to=sampled)
             versions: dict[str, int] = {}
             acc = algorithm.accumulator(b["params"], version=int(b["version"]))
-            updates = self._collect(r, set(sampled), alive, deadline_seconds, versions, acc)
+            updates = self._collect(r, set(sampled), alive, cfg.deadline_seconds, versions, acc)
             self.version += 1
             if len(updates):
                 params, samples = updates.result(), updates.num_samples
@@ -95,6 +107,16 @@ class ClusterFederatedLearning(StarFederatedLearning):
             raise SpecError("schema 'cluster' runs synchronous rounds; use fedavg, fedprox, median or "
                             "trimmed-mean (fedbuff needs schema 'star')")
         super().__init__(fed, **kwargs)
+        # The heads sample and keep the deadline; the server waits for every live head.
+        self.server_config = replace(self.server_config, sample_fraction=1.0, deadline_seconds=None)
+        spec = self.spec
+        self.head_config = HeadConfig(
+            algorithm_cls=self.algorithm_cls,
+            algorithm_params=spec.algorithm.params,
+            sample_fraction=spec.sample_fraction,
+            deadline_seconds=spec.round_deadline_seconds,
+            seed=spec.seed,
+        )
 
     @staticmethod
     def groups_of(fed: Federation) -> dict[str, list[str]]:
@@ -121,21 +143,12 @@ class ClusterFederatedLearning(StarFederatedLearning):
         nodes += [self.node(c, "train", index=index[c], template=StarClient) for c in self.client_ids()]
         return nodes, self.graph_of(self.fed)[0]
 
-    def run_kwargs(self, node_id: str) -> dict[str, Any]:
-        if node_id == SERVER:
-            kw = super().run_kwargs(node_id)
-            kw.update(sample_fraction=1.0, deadline_seconds=None)  # heads sample and keep the deadline
-            return kw
+    def train_config(self, node_id: str) -> Any:
         if node_id.startswith("head_") and node_id in self.nodes and self.nodes[node_id].role == "aggregate":
-            return {
-                "algorithm_cls": self.algorithm_cls,
-                "algorithm_params": self.spec.algorithm.params,
-                "sample_fraction": self.spec.sample_fraction,
-                "deadline_seconds": self.spec.round_deadline_seconds,
-                "seed": self.spec.seed,
-                "group": int(node_id.split("_", 1)[1]),
-            }
-        return {"asynchronous": False}
+            return replace(self.head_config, group=int(node_id.split("_", 1)[1]))
+        if node_id == SERVER:
+            return super().train_config(node_id)
+        return ClientConfig(asynchronous=False)  # rounds here are synchronous (fedbuff is refused)
 
     def on_node_lost(self, node_id: str, *, dead: bool) -> None:
         if node_id == SERVER:

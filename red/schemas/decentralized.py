@@ -13,6 +13,7 @@ the node models from their average, `red.aggregation.consensus_distance`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
@@ -46,6 +47,15 @@ def mix(own: Params, received: dict[str, Params], weights: dict[str, float]) -> 
     return out
 
 
+@dataclass(frozen=True)
+class GossipConfig:
+    """A peer's run: rounds ``start_round + 1`` to ``rounds`` (``start_round``: the newest round the
+    driver knows the peer finished, set at each (re)start)."""
+
+    rounds: int
+    start_round: int = 0
+
+
 class GossipNode(TaskNode):
     """A peer: trains, exchanges with its neighbours, averages, evaluates, records a version per round."""
 
@@ -60,12 +70,10 @@ class GossipNode(TaskNode):
         if state.get("params") is not None:
             self.load(state["params"])
 
-    def train(self, *, rounds: int, start_round: int = 0, **_: Any) -> dict[str, Any]:  # type: ignore[override]
-        import ray
-
+    def train(self, cfg: GossipConfig) -> dict[str, Any]:
+        rounds, start_round = cfg.rounds, cfg.start_round
         self.version = start_round
-        tm = self._topology_manager()
-        degrees = {n: len(v) for n, v in ray.get(tm.neighbors_of.remote(sorted(self.neighbors))).items()}
+        degrees = {n: len(v) for n, v in self.lookup_neighbors(sorted(self.neighbors)).items()}
         weights = metropolis_weights(len(self.neighbors), degrees)
         alive = set(self.neighbors)
         inbox: dict[int, dict[str, Params]] = {}
@@ -123,16 +131,14 @@ class DecentralizedFederatedLearning(Schema):
         self._complete = 0
         return nodes, self.graph_of(self.fed)[0]
 
-    def run_kwargs(self, node_id: str) -> dict[str, Any]:
-        return {"rounds": self.rounds, "start_round": self._node_round.get(node_id, self.start_round)}
+    def train_config(self, node_id: str) -> GossipConfig:
+        return GossipConfig(rounds=self.rounds, start_round=self._node_round.get(node_id, self.start_round))
 
-    def start(self, kwargs_for: Any) -> None:
+    def start(self) -> None:
         self.build()
         if self.resume_state is not None:
-            import ray
-
-            ray.get([self.nodes[n].handle.restore_state.remote(self.restore_state(n)) for n in self.nodes])
-        super().start(kwargs_for)
+            self.restore_nodes(self.nodes)
+        super().start()
 
     def apply_resume(self, state: dict[str, Any]) -> None:
         super().apply_resume(state)
@@ -144,16 +150,11 @@ class DecentralizedFederatedLearning(Schema):
 
     def poll_progress(self, after: int, timeout: float) -> list[VersionEntry]:
         """One synthetic entry per round that every live node has finished, oldest first."""
-        import ray
-
         live = [n for n in self.nodes if self.state[n].health not in ("Dead",)]
-        refs = [
-            self.nodes[n].handle.get_versions.remote(self._node_round.get(n, self.start_round), timeout)
-            for n in live
-        ]
         # Bounded: a node being restarted answers only once it is back (or never; supervise() decides).
-        for entries in ray.get(refs, timeout=timeout + 5.0):
-            for e in entries:
+        got = self.versions_after({n: self._node_round.get(n, self.start_round) for n in live}, timeout)
+        for node_entries in got.values():
+            for e in node_entries:
                 r = int(e.meta["round"])
                 self._rounds_of.setdefault(r, {})[e.id] = e
                 if r > self._node_round.get(e.id, 0):
@@ -206,7 +207,7 @@ class DecentralizedFederatedLearning(Schema):
             self.send("resend", {"node": node_id, "round": self._node_round.get(node_id, 0)}, to=peers)
 
 
-__all__ = ["DecentralizedFederatedLearning", "GossipNode", "metropolis_weights", "mix"]
+__all__ = ["DecentralizedFederatedLearning", "GossipConfig", "GossipNode", "metropolis_weights", "mix"]
 
 
 class RingFederatedLearning(DecentralizedFederatedLearning):

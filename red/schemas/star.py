@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import networkx as nx
@@ -10,6 +12,7 @@ import networkx as nx
 from red import topology
 from red.aggregation import Params, subtract, weighted_mean
 from red.algorithms.base import Accumulator, Algorithm, Update, pre_aggregates
+from red.errors import FederationFailed
 from red.runtime.messages import Message, VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.pool import HostedNode, HostedProgram
@@ -19,6 +22,28 @@ from red.spec.model import Federation
 from red.tasks.base import Task
 
 SERVER = "server"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How the server runs its rounds: made once from the spec (`StarFederatedLearning.__init__`);
+    ``start_round`` is set at each (re)start, from the newest round the driver knows of."""
+
+    rounds: int
+    algorithm_cls: type[Algorithm]
+    algorithm_params: Mapping[str, Any]  # spec.algorithm.params, checked by the driver already
+    start_round: int = 0
+    sample_fraction: float = 1.0
+    deadline_seconds: float | None = None
+    seed: int = 0
+    host_batching: bool = True  # pool hosts may answer a round in one message (see StarServer.train)
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How a star client (or the pool program standing in for it) answers the server."""
+
+    asynchronous: bool = False  # FedBuff: send the delta from the received model, not the new model
 
 
 def collect_updates(
@@ -87,36 +112,25 @@ class StarServer(TaskNode):
         self.participation = dict(state.get("participation", {}))
         self._restored_algorithm_state = state.get("algorithmState")
 
-    def train(
-        self,
-        *,
-        rounds: int,
-        start_round: int = 0,
-        algorithm_cls: type[Algorithm],
-        algorithm_params: dict[str, Any],
-        sample_fraction: float = 1.0,
-        deadline_seconds: float | None = None,
-        seed: int = 0,
-        host_batching: bool = True,
-        **_: Any,
-    ) -> dict[str, Any]:
-        self.algorithm = algorithm_cls(**algorithm_params)
+    def train(self, cfg: ServerConfig) -> dict[str, Any]:
+        self.algorithm = cfg.algorithm_cls(**cfg.algorithm_params)
         saved = getattr(self, "_restored_algorithm_state", None)
         if saved:
             self.algorithm.load_state_dict(saved)
         self.client_versions = getattr(self, "client_versions", {})
         self.participation = getattr(self, "participation", {})
-        self.version = start_round
+        self.version = cfg.start_round
         self.alive = set(self.neighbors)
         if self.algorithm.asynchronous:
-            self._train_async(rounds, start_round, sample_fraction, seed)
+            self._train_async(cfg.rounds, cfg.start_round, cfg.sample_fraction, cfg.seed)
         else:
             # Pool hosts answer a round with one message (no deadline: a straggler would hold back
             # the updates of its host's other clients), pre-aggregated when the algorithm allows.
             combine = None
-            if host_batching and deadline_seconds is None:
+            if cfg.host_batching and cfg.deadline_seconds is None:
                 combine = "mean" if pre_aggregates(type(self.algorithm)) else "each"
-            self._train_sync(rounds, start_round, sample_fraction, deadline_seconds, seed, combine)
+            self._train_sync(cfg.rounds, cfg.start_round, cfg.sample_fraction, cfg.deadline_seconds, cfg.seed,
+                             combine)
         return {"round": self.version}
 
     def _broadcast(self, to: list[str], round: int, combine: str | None = None) -> None:
@@ -196,13 +210,13 @@ class StarClient(TaskNode):
         if state.get("params") is not None:
             self.load(state["params"])
 
-    def train(self, *, asynchronous: bool = False, **_: Any) -> None:
+    def train(self, config: ClientConfig) -> None:
         while True:
             msg = self.receive(timeout=1.0)  # raises StopNode when the federation stops
             if msg is None or msg.header != "model":
                 continue
             update, params = local_update(self.task, self.model, self.data, self.id, msg.body,
-                                          asynchronous=asynchronous)
+                                          asynchronous=config.asynchronous)
             update["version"] = self.update_version(params=params, _meta={"round": msg.body["round"]})
             self.send("update", update, to=msg.sender)
 
@@ -214,6 +228,9 @@ def local_update(
     new parameters (synchronous) or the delta from what was received (FedBuff)."""
     received: Params = body["params"]
     task.set_params(model, received)
+    # Keyword arguments on purpose: this is the Task plugin interface (`red.tasks.Task.train`), and
+    # ``body["config"]`` is the algorithm's `client_config()` (FedProx's ``prox_mu``). Tasks written
+    # for one algorithm accept, and ignore, what another adds; a typed object here would break them.
     result = task.train(model, data, node_id=node_id, round=body["round"], **body["config"])
     params = task.get_params(model)
     update: dict[str, Any] = {
@@ -237,18 +254,20 @@ class StarClientProgram(HostedProgram):
     algorithms whose aggregate is that mean: the server's result is the same within float rounding).
     """
 
+    config: ClientConfig
+
     def on_message(self, node: HostedNode, msg: Message) -> None:
         if msg.header != "model":
             return
         host = self.host
         update, _ = local_update(host.task, host.model, node.data, node.id, msg.body,
-                                 asynchronous=bool(self.kwargs.get("asynchronous", False)))
+                                 asynchronous=self.config.asynchronous)
         update["version"] = node.update_version()
         node.send("update", update, to=str(msg.sender))
 
     def on_batch(self, nodes: list[HostedNode], msg: Message) -> None:
         combine = msg.body.get("combine") if msg.header == "model" else None
-        if combine not in ("each", "mean") or self.kwargs.get("asynchronous"):
+        if combine not in ("each", "mean") or self.config.asynchronous:
             super().on_batch(nodes, msg)
             return
         host = self.host
@@ -282,9 +301,19 @@ class StarFederatedLearning(Schema):
         # The newest round the server recorded (its params, versions, algorithm state): what restarted
         # nodes are restored with and what checkpoints hold. None until the first round.
         self._latest: dict[str, Any] | None = None
+        spec = self.spec
+        self.server_config = ServerConfig(
+            rounds=self.rounds,
+            algorithm_cls=self.algorithm_cls,
+            algorithm_params=spec.algorithm.params,
+            sample_fraction=spec.sample_fraction,
+            deadline_seconds=spec.round_deadline_seconds,
+            seed=spec.seed,
+            host_batching=self.host_batching,
+        )
+        self.client_config = ClientConfig(asynchronous=bool(self.algorithm_cls.asynchronous))
         ids = self.client_ids()
-        self.maybe_pool(ids, StarClientProgram, {"asynchronous": bool(self.algorithm_cls.asynchronous)},
-                        {c: {"index": i} for i, c in enumerate(ids)})
+        self.maybe_pool(ids, StarClientProgram, self.client_config, {c: {"index": i} for i, c in enumerate(ids)})
 
     @classmethod
     def graph_of(cls, fed: Federation) -> tuple[nx.Graph, dict[str, str]]:
@@ -297,37 +326,24 @@ class StarFederatedLearning(Schema):
         nodes += [self.node(cid, "train", index=i, template=StarClient) for i, cid in enumerate(ids)]
         return nodes, self.graph_of(self.fed)[0]
 
-    def run_kwargs(self, node_id: str) -> dict[str, Any]:
+    def train_config(self, node_id: str) -> ServerConfig | ClientConfig:
         if node_id == SERVER:
-            return {
-                "rounds": self.rounds,
-                "start_round": int(self._known().get("round", self.start_round)),
-                "algorithm_cls": self.algorithm_cls,
-                "algorithm_params": self.spec.algorithm.params,
-                "sample_fraction": self.spec.sample_fraction,
-                "deadline_seconds": self.spec.round_deadline_seconds,
-                "seed": self.spec.seed,
-                "host_batching": self.host_batching,
-            }
-        return {"asynchronous": bool(self.algorithm_cls.asynchronous)}
+            return replace(self.server_config, start_round=int(self._known().get("round", self.start_round)))
+        return self.client_config
 
     def _known(self) -> dict[str, Any]:
         """The latest recorded round, else the checkpoint resumed from, else nothing."""
         return self._latest or self.resume_state or {}
 
-    def start(self, kwargs_for: Any) -> None:
+    def start(self) -> None:
         if self.resume_state is not None and self.hosts:
             for c, v in self.resume_state.get("clientVersions", {}).items():
                 if c in self.initial_hosted_state:
                     self.initial_hosted_state[c]["version"] = int(v)
         self.build()
         if self.resume_state is not None:
-            import ray
-
-            ray.get(self.nodes[SERVER].handle.restore_state.remote(self._server_state()))
-            ray.get([self.nodes[c].handle.restore_state.remote(self.restore_state(c))
-                     for c in self.client_ids() if self.nodes[c].host is None])
-        super().start(kwargs_for)
+            self.restore_nodes([SERVER, *self.client_ids()])
+        super().start()
 
     def _server_state(self) -> dict[str, Any]:
         s = self._known()
@@ -340,11 +356,8 @@ class StarFederatedLearning(Schema):
         }
 
     def poll_progress(self, after: int, timeout: float) -> list[VersionEntry]:
-        import ray
-
         # Bounded: a server that is being restarted answers only once it is back (or never).
-        entries: list[VersionEntry] = ray.get(self.nodes[SERVER].handle.get_versions.remote(after, timeout),
-                                              timeout=timeout + 5.0)
+        entries = self.versions_after({SERVER: after}, timeout)[SERVER]
         for e in entries:
             self._latest = {"round": int(e.meta["round"]), "params": e.model["params"], **{
                 k: e.meta[k] for k in ("clientVersions", "participation", "algorithmState")}}
@@ -363,8 +376,6 @@ class StarFederatedLearning(Schema):
     def on_node_lost(self, node_id: str, *, dead: bool) -> None:
         if node_id == SERVER:
             if dead:
-                from red.errors import FederationFailed
-
                 raise FederationFailed(
                     "the server node died after exhausting maxRestarts; raise spec.faultTolerance.maxRestarts",
                     reason="ServerLost",

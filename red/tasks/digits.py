@@ -168,6 +168,8 @@ class DigitsTask(Task):
         prox_mu: float = 0.0,
         node_id: str = "",
         round: int = 0,
+        # The Task plugin interface: keyword arguments from the algorithm's client_config(); another
+        # algorithm's extra keys are not this task's business (see red.schemas.star.local_update).
         **_: Any,
     ) -> TrainResult:
         import time

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from red.runner import run_federation
 from red.runtime.node import VirtualNode
+from red.runtime.task_node import BuildConfig
 from red.schemas.star import StarClient, StarFederatedLearning
 from red.sinks import CallbackSink
 from tests.helpers import make_fed
@@ -103,16 +105,24 @@ def test_restarted_state_store_keeps_pooled_nodes_indices_and_versions(ray_clean
     print(f"state store kill: recovered in {kill.recovery_seconds():.1f} s")
 
 
+@dataclass(frozen=True)
+class HangBuildConfig(BuildConfig):
+    """BuildConfig plus where `RestartHangsClient` leaves its marker files."""
+
+    hang_marker_dir: str = ""
+
+
 class RestartHangsClient(StarClient):
     """A star client whose restarts never finish: its constructor blocks when it runs a second time
     (a restart that cannot be placed, or a hung import, looks the same to the driver)."""
 
-    def build(self, *, hang_marker_dir: str = "", **kwargs: Any) -> None:
-        marker = Path(hang_marker_dir) / self.id
+    def build(self, config: BuildConfig) -> None:
+        assert isinstance(config, HangBuildConfig)
+        marker = Path(config.hang_marker_dir) / self.id
         if marker.exists():
             time.sleep(3600)
         marker.touch()
-        super().build(**kwargs)
+        super().build(config)
 
 
 class RestartHangsStar(StarFederatedLearning):
@@ -122,7 +132,9 @@ class RestartHangsStar(StarFederatedLearning):
 
     def node(self, node_id: str, role: str, index: int = -1, template: type | None = None) -> VirtualNode:
         vn = super().node(node_id, role, index, RestartHangsClient if template is StarClient else template)
-        vn.config["build"]["hang_marker_dir"] = self.hang_marker_dir
+        if vn.template is RestartHangsClient:
+            base = {f.name: getattr(vn.config, f.name) for f in fields(vn.config)}
+            vn.config = HangBuildConfig(**base, hang_marker_dir=self.hang_marker_dir)
         return vn
 
 

@@ -4,6 +4,10 @@
     red_operator   imports from red only the spec model, the error tree, the report contract and the
                    version — except `red_operator.engine_job`, the Ray job that runs the engine itself
     red.runtime    never imports red.schemas (schemas sit on top of the runtime, not the other way)
+    red.schemas    never imports ray: every Ray call a schema needs is a method of the runtime's
+                   FederatedBase (red.runtime.federation), the one seam between schemas and Ray
+    red's parts    (red.spec, red.runtime, red.schemas, red.algorithms, red.tasks, red.registry, and each
+                   top-level module) import each other without a cycle
 
 A module-level import and one inside a function count the same: both are edges of the graph.
 """
@@ -14,6 +18,7 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
+import networkx as nx
 import pytest
 
 from tests.helpers import ROOT
@@ -92,6 +97,78 @@ def test_runtime_does_not_reach_up_into_schemas() -> None:
     }
     bad = {m: i for m, i in bad.items() if i}
     assert not bad, f"upward imports from red.runtime into red.schemas: {bad}"
+
+
+@pytest.mark.parametrize(
+    ("module", "path"),
+    [(m, p) for m, p in ENGINE if _under(m, ("red.schemas",))],
+    ids=[m for m, _ in ENGINE if _under(m, ("red.schemas",))],
+)
+def test_schemas_never_import_ray(module: str, path: Path) -> None:
+    bad = sorted(i for i in _imports(module, path) if _under(i, ("ray",)))
+    assert not bad, (
+        f"{module} imports {bad}: schemas reach Ray only through red.runtime.federation.FederatedBase "
+        "(restore_nodes, versions_after, send, final_sync ...); add the verb there"
+    )
+
+
+def _part(module: str) -> str:
+    """The part of red a module belongs to: its subpackage (red.spec.model → red.spec) or itself
+    (red.cli); ``red`` for the package's own __init__."""
+    return ".".join(module.split(".")[:2])
+
+
+def _package_graph(modules: list[tuple[str, Path]]) -> nx.DiGraph:
+    """Part → part edges of red's imports. An imported name is resolved to the module that holds it
+    (``from red.runtime import placement`` → red.runtime.placement); ``red`` itself is no target,
+    since importing any module runs the package's __init__ first and that would loop everything."""
+    known = {m for m, _ in modules}
+    g = nx.DiGraph()
+    g.add_nodes_from(_part(m) for m, _ in modules)
+    for module, path in modules:
+        for name in _imports(module, path):
+            if not _under(name, ("red",)):
+                continue
+            while name not in known and "." in name:
+                name = name.rsplit(".", 1)[0]  # a class or function: the module that defines it
+            a, b = _part(module), _part(name)
+            if b != "red" and a != b:
+                g.add_edge(a, b)
+    return g
+
+
+def _cycle(g: nx.DiGraph) -> list[str]:
+    """One import cycle, as its parts in order, or []."""
+    try:
+        return [a for a, _ in nx.find_cycle(g)]
+    except nx.NetworkXNoCycle:
+        return []
+
+
+def test_the_parts_of_red_import_each_other_without_a_cycle() -> None:
+    g = _package_graph(ENGINE)
+    # Guards the walk: the parts the layering is about are there, with the edges everybody knows of.
+    assert {"red.spec", "red.runtime", "red.schemas", "red.algorithms", "red.tasks", "red.registry"} <= set(g)
+    assert g.has_edge("red.schemas", "red.runtime") and g.has_edge("red.runtime", "red.tasks")
+    loop = _cycle(g)
+    assert not loop, f"import cycle between red's parts: {' -> '.join([*loop, loop[0]])}"
+
+
+def test_the_cycle_check_sees_a_cycle(tmp_path: Path) -> None:
+    # A runtime module that imports a schema closes runtime → schemas → runtime.
+    root = tmp_path / "red"
+    for pkg in ("runtime", "schemas"):
+        (root / pkg).mkdir(parents=True)
+        (root / pkg / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("from red.runtime import node\n")
+    (root / "runtime" / "node.py").write_text("def f():\n    from red.schemas.star import Star\n")
+    (root / "schemas" / "star.py").write_text("from ..runtime.node import f\nimport ray\n")
+    modules = list(_modules(root, "red"))
+    loop = _cycle(_package_graph(modules))
+    assert sorted(loop) == ["red.runtime", "red.schemas"]
+    assert "ray" in _imports("red.schemas.star", root / "schemas" / "star.py")
+    (root / "runtime" / "node.py").write_text("")
+    assert _cycle(_package_graph(list(_modules(root, "red")))) == []
 
 
 def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
