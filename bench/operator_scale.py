@@ -200,6 +200,20 @@ def describe(ev: dict[str, Any]) -> str:
     return f"{ev['verb']} {ref.get('resource', ev.get('requestURI', '?'))}{sub}"
 
 
+def settle(audit: Path, *, quiet_rps: float, timeout_s: float, slice_s: float = 10) -> float:
+    """Wait until the operator sends fewer than `quiet_rps` requests per second (watches apart) in two
+    slices in a row; the seconds it took (`timeout_s` at most)."""
+    t0, quiet = time.monotonic(), 0
+    while time.monotonic() - t0 < timeout_s and quiet < 2:
+        since = datetime.now(UTC)
+        time.sleep(slice_s)
+        until = datetime.now(UTC)
+        time.sleep(1.5)  # the audit log is written in 1 s batches
+        sent = [e for e in audit_requests(audit, since, until) if e["verb"] != "watch"]
+        quiet = quiet + 1 if len(sent) / slice_s < quiet_rps else 0
+    return time.monotonic() - t0
+
+
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float, poll_s: float = 2) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -360,7 +374,9 @@ def fleet(count: int, window_s: float) -> int:
             timeout_s=1800,
         )
         to_rc, to_status = latencies(created, rc_seen.seen), latencies(created, st_seen.seen)
-        time.sleep(20)  # the pods' Unschedulable conditions settle; then the steady state
+        # The fleet settles (the pods' Unschedulable conditions reach every Federation: one more pass,
+        # status patch and Event each) before the steady state is counted.
+        settle_s = settle(audit, quiet_rps=1.0, timeout_s=900)
         since = datetime.now(UTC)
         time.sleep(window_s)
         until = datetime.now(UTC)
@@ -370,7 +386,10 @@ def fleet(count: int, window_s: float) -> int:
         rc_seen.stop()
         st_seen.stop()
 
-        # KubeRay's own operator, the same count, the same cluster (ours keeps running, idle).
+        # KubeRay's own operator, the same count, the same cluster. Ours is stopped first: KubeRay's work
+        # is measured alone, as ours was (KubeRay's operator idle meanwhile).
+        op.stop()
+        op = None
         kr_seen = FirstSeen(api, ns_job, "ray.io", "v1", "rayclusters", owner_name)
         time.sleep(2)
         kr_created = create_all(api, ns_job, [rayjob(f"j{i:04d}") for i in range(count)], "rayjobs")
@@ -382,6 +401,7 @@ def fleet(count: int, window_s: float) -> int:
         print(f"  create -> RayCluster    {fmt(to_rc, count)}")
         print(f"  create -> first status  {fmt(to_status, count)}")
         print(f"  operator peak RSS       {rss:.0f} MiB")
+        print(f"  settled                 {settle_s:.0f} s after the last first status (< 1 request/s for 20 s)")
         what = collections.Counter(describe(e) for e in steady)
         print(
             f"  steady state            {len(steady) / window_s:.2f} requests/s over {window_s:.0f} s (watches apart)"
