@@ -1,8 +1,9 @@
-"""Wire types: messages between nodes and entries of a node's version buffer."""
+"""Wire types: messages between nodes, and what a node records per version for the driver to read."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,15 +23,39 @@ class Message:
     by_ref: bool = False  # body is an ObjectRef to resolve on receipt
 
 
-@dataclass
+@dataclass(frozen=True)
+class RoundRecord:
+    """What a node records with a version when it finishes a round; the driver reads it to report the
+    round, update its node table and write checkpoints (`red.schemas.base.Schema.run`)."""
+
+    round: int
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    participants: tuple[str, ...] = ()  # whose updates the round aggregated
+    # A server's view of the federation, so a restarted server (or a resumed run) counts on exactly:
+    client_versions: Mapping[str, int] = field(default_factory=dict)  # node id → its newest version
+    participation: Mapping[str, int] = field(default_factory=dict)  # node id → rounds it took part in
+    algorithm_state: Mapping[str, Any] | None = None  # the algorithm's state_dict() (FedBuff's buffer...)
+
+
+@dataclass(frozen=True)
 class VersionEntry:
-    """One entry of a node's version buffer."""
+    """One entry of a node's version buffer: the model's parameters at that version, if recorded, and
+    the round it finished, if any (a client records its version without a round's results)."""
 
     id: str
     version: int
-    model: Any
+    params: Any  # red.aggregation.Params, or None
     timestamp: float
-    meta: dict[str, Any] = field(default_factory=dict)
+    record: RoundRecord | None = None
+
+    @property
+    def round(self) -> int:
+        """The round this entry finished (its version when it carries no record)."""
+        return self.record.round if self.record is not None else self.version
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return dict(self.record.metrics) if self.record is not None else {}
 
 
 def payload_bytes(obj: Any, _depth: int = 0) -> int:

@@ -31,7 +31,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from red.errors import TopologyError
 from red.runtime.inbox import MIN_LIMIT as MIN_INBOX_LIMIT
 from red.runtime.inbox import Inbox
-from red.runtime.messages import INLINE_LIMIT_BYTES, Message, VersionEntry, payload_bytes
+from red.runtime.messages import INLINE_LIMIT_BYTES, Message, RoundRecord, VersionEntry, payload_bytes
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +171,12 @@ class FederatedNode:
             _warn_dropped(self.id, self._queue)
 
     # --- versions ---------------------------------------------------------------------------
-    def update_version(self, **model: Any) -> int:
-        """Record a new model version in the buffer and return the version number."""
-        meta = model.pop("_meta", {})
+    def update_version(self, *, params: Any = None, record: RoundRecord | None = None) -> int:
+        """Record a new model version (its ``params``, and the ``record`` of the round it finished) in
+        the buffer and return the version number."""
         with self._version_cv:
             self.version += 1
-            self._versions.append(VersionEntry(self.id, self.version, model, time.time(), meta))
+            self._versions.append(VersionEntry(self.id, self.version, params, time.time(), record))
             self._version_cv.notify_all()
         self.last_heartbeat = time.time()
         return self.version

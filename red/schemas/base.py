@@ -80,7 +80,7 @@ class Schema(FederatedBase):
         raise NotImplementedError
 
     def poll_progress(self, after: int, timeout: float) -> list[VersionEntry]:
-        """Entries (``meta['round']``, ``meta['metrics']``) for rounds finished after ``after``."""
+        """Entries (with the `RoundRecord` of each) for rounds finished after ``after``."""
         raise NotImplementedError
 
     def is_done(self, finished: list[str]) -> bool:
@@ -159,11 +159,11 @@ class Schema(FederatedBase):
                 # Once the nodes say they are done, poll one last time: the final round may have
                 # been recorded between the previous poll and that check.
                 for entry in self._poll(last, timeout=0.0 if finishing else 0.25):
-                    r = int(entry.meta.get("round", entry.version))
+                    r = entry.round
                     if r <= last:
                         continue
                     last = r
-                    metrics = dict(entry.meta.get("metrics", {}))
+                    metrics = entry.metrics
                     self.absorb(entry)
                     last_progress = time.monotonic()
                     # Saved before the round's report, so the report names the checkpoint it made.
@@ -203,10 +203,12 @@ class Schema(FederatedBase):
         if src is not None:
             src.version = max(src.version, entry.version)
             src.last_heartbeat = entry.timestamp
-        for nid, v in entry.meta.get("clientVersions", {}).items():
+        if entry.record is None:
+            return
+        for nid, v in entry.record.client_versions.items():
             st = self.state.get(nid)
             if st is not None:
                 st.version = max(st.version, int(v))
-        for nid, n in entry.meta.get("participation", {}).items():
+        for nid, n in entry.record.participation.items():
             if nid in self.state:
                 self.state[nid].rounds = int(n)

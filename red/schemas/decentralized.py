@@ -20,7 +20,7 @@ import networkx as nx
 
 from red import topology
 from red.aggregation import Params, consensus_distance
-from red.runtime.messages import VersionEntry
+from red.runtime.messages import RoundRecord, VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.task_node import TaskNode
 from red.schemas.base import Schema, client_ids
@@ -103,7 +103,7 @@ class GossipNode(TaskNode):
             self.load(mixed)
             metrics = self.task.evaluate(self.model, self.test)
             metrics.update(result.metrics)
-            self.update_version(params=mixed, _meta={"round": r, "metrics": metrics})
+            self.update_version(params=mixed, record=RoundRecord(round=r, metrics=metrics))
         return {"round": rounds}
 
 
@@ -155,11 +155,11 @@ class DecentralizedFederatedLearning(Schema):
         got = self.versions_after({n: self._node_round.get(n, self.start_round) for n in live}, timeout)
         for node_entries in got.values():
             for e in node_entries:
-                r = int(e.meta["round"])
+                r = e.round
                 self._rounds_of.setdefault(r, {})[e.id] = e
                 if r > self._node_round.get(e.id, 0):
                     self._node_round[e.id] = r
-                    self._node_params[e.id] = e.model["params"]
+                    self._node_params[e.id] = e.params
                 st = self.state[e.id]
                 st.version, st.last_heartbeat = max(st.version, e.version), e.timestamp
         out: list[VersionEntry] = []
@@ -167,9 +167,9 @@ class DecentralizedFederatedLearning(Schema):
         while self._complete + 1 in self._rounds_of and live_set <= set(self._rounds_of[self._complete + 1]):
             r = self._complete + 1
             entries = self._rounds_of.pop(r)
-            models = [e.model["params"] for e in entries.values()]
-            accs = [float(e.meta["metrics"]["accuracy"]) for e in entries.values()]
-            losses = [float(e.meta["metrics"].get("loss", 0.0)) for e in entries.values()]
+            models = [e.params for e in entries.values()]
+            accs = [float(e.metrics["accuracy"]) for e in entries.values()]
+            losses = [float(e.metrics.get("loss", 0.0)) for e in entries.values()]
             metrics = {
                 "accuracy": sum(accs) / len(accs),
                 "minAccuracy": min(accs),
@@ -178,9 +178,9 @@ class DecentralizedFederatedLearning(Schema):
                 "participants": float(len(entries)),
             }
             out.append(VersionEntry(FEDERATION_ENTRY, r, None, max(e.timestamp for e in entries.values()),
-                                    {"round": r, "metrics": metrics}))
+                                    RoundRecord(round=r, metrics=metrics)))
             self._complete = r
-            self._params_by_round[r] = {e.id: e.model["params"] for e in entries.values()}
+            self._params_by_round[r] = {e.id: e.params for e in entries.values()}
             self._params_by_round.pop(r - 8, None)  # only the rounds a checkpoint may still ask for
         return out
 

@@ -13,7 +13,7 @@ from red import topology
 from red.aggregation import Params, subtract, weighted_mean
 from red.algorithms.base import Accumulator, Algorithm, Update, pre_aggregates
 from red.errors import FederationFailed
-from red.runtime.messages import Message, VersionEntry
+from red.runtime.messages import Message, RoundRecord, VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.pool import HostedNode, HostedProgram
 from red.runtime.task_node import TaskNode, sample_clients
@@ -191,14 +191,14 @@ class StarServer(TaskNode):
         metrics["participants"] = float(len(updates.node_ids))
         self.update_version(
             params=self.params,
-            _meta={
-                "round": r,
-                "metrics": metrics,
-                "participants": updates.node_ids,
-                "clientVersions": dict(self.client_versions),
-                "participation": dict(self.participation),
-                "algorithmState": self.algorithm.state_dict(),
-            },
+            record=RoundRecord(
+                round=r,
+                metrics=metrics,
+                participants=tuple(updates.node_ids),
+                client_versions=dict(self.client_versions),
+                participation=dict(self.participation),
+                algorithm_state=self.algorithm.state_dict(),
+            ),
         )
 
 
@@ -217,7 +217,7 @@ class StarClient(TaskNode):
                 continue
             update, params = local_update(self.task, self.model, self.data, self.id, msg.body,
                                           asynchronous=config.asynchronous)
-            update["version"] = self.update_version(params=params, _meta={"round": msg.body["round"]})
+            update["version"] = self.update_version(params=params, record=RoundRecord(round=msg.body["round"]))
             self.send("update", update, to=msg.sender)
 
 
@@ -285,6 +285,18 @@ class StarClientProgram(HostedProgram):
         body = {"round": msg.body["round"], "parts": parts, "version": versions[nodes[0].id],
                 "memberVersions": versions}
         host.send_for([n.id for n in nodes], "update", body, to=str(msg.sender))
+
+
+def latest_of(record: RoundRecord, params: Params) -> dict[str, Any]:
+    """A server's round as the driver keeps it: what restarted nodes are restored with, and exactly
+    what a checkpoint holds (these keys are the checkpoint format: keep them)."""
+    return {
+        "round": record.round,
+        "params": params,
+        "clientVersions": dict(record.client_versions),
+        "participation": dict(record.participation),
+        "algorithmState": None if record.algorithm_state is None else dict(record.algorithm_state),
+    }
 
 
 class StarFederatedLearning(Schema):
@@ -359,8 +371,8 @@ class StarFederatedLearning(Schema):
         # Bounded: a server that is being restarted answers only once it is back (or never).
         entries = self.versions_after({SERVER: after}, timeout)[SERVER]
         for e in entries:
-            self._latest = {"round": int(e.meta["round"]), "params": e.model["params"], **{
-                k: e.meta[k] for k in ("clientVersions", "participation", "algorithmState")}}
+            if e.record is not None:
+                self._latest = latest_of(e.record, e.params)
         return entries
 
     def is_done(self, finished: list[str]) -> bool:

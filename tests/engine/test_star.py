@@ -126,7 +126,7 @@ def test_topology_is_enforced_and_versions_pull_as_values(ray_clean: Any) -> Non
         assert versions == {"client_0": None, "server": None}
         ray.get(c0.update_version.remote(params={"w": 1}))
         got = fed.pull_version(["client_0"], timeout=5)["client_0"]
-        assert got is not None and got.version == 1 and got.model == {"params": {"w": 1}}
+        assert got is not None and got.version == 1 and got.params == {"w": 1} and got.record is None
 
 
 def test_virtual_nodes_are_lazy(ray_clean: Any) -> None:
