@@ -31,6 +31,7 @@ from red.runtime.node import TOPOLOGY_MANAGER, VirtualNode, actor_name
 from red.runtime.pool import NodeStateStore, PoolConfig, actor_name_store
 from red.runtime.recovery import Recoveries
 from red.runtime.topology_manager import TopologyManager
+from red.spec.status import Health
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +192,8 @@ class FederatedBase:
             pings = ray.get([h.ping.remote() for h in new.values()])
             for p in pings:
                 st = self.state[p["id"]]
-                st.health, st.incarnation, st.last_heartbeat = "Alive", p["incarnation"], p["time"]
-                self._set_hosted_health(p["id"], "Alive")
+                st.health, st.incarnation, st.last_heartbeat = Health.ALIVE, p["incarnation"], p["time"]
+                self._set_hosted_health(p["id"], Health.ALIVE)
 
     def _start_store(self) -> Any:
         self.store = (
@@ -282,7 +283,7 @@ class FederatedBase:
     def final_sync(self) -> None:
         """Exact final versions: ask every live node (they are idle by now)."""
         actors = self.actors  # pooled virtual nodes have no actor of their own to ask
-        ids = [n for n, vn in actors.items() if self.state[n].health != "Dead" and vn.built]
+        ids = [n for n, vn in actors.items() if self.state[n].health != Health.DEAD and vn.built]
         refs = [actors[n].handle.ping.remote() for n in ids]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=10)
         for ref in ready:
@@ -310,7 +311,7 @@ class FederatedBase:
         return [n for n, vn in self.nodes.items() if "train" in vn.role.split("+")]
 
     def live_clients(self) -> list[str]:
-        return [n for n in self.clients() if self.state[n].health != "Dead"]
+        return [n for n in self.clients() if self.state[n].health != Health.DEAD]
 
     def supervise(self) -> list[str]:
         """Collect finished runs, handle failed nodes, ping on the heartbeat. Returns finished ids."""
@@ -324,7 +325,7 @@ class FederatedBase:
                     ray.get(ref)
                 except ray.exceptions.RayActorError:
                     del self._runs[nid]
-                    self.state[nid].health = "Restarting"
+                    self.state[nid].health = Health.RESTARTING
                     self._recovering.begin(nid, self.actors[nid].handle)
                     continue
                 except ray.exceptions.RayTaskError as err:
@@ -333,8 +334,8 @@ class FederatedBase:
                         reason="NodeError",
                     ) from None
                 del self._runs[nid]
-                self.state[nid].health = "Finished"
-                self._set_hosted_health(nid, "Finished")
+                self.state[nid].health = Health.FINISHED
+                self._set_hosted_health(nid, Health.FINISHED)
                 finished.append(nid)
         if len(self._recovering):
             self._advance_recovery()
@@ -352,7 +353,7 @@ class FederatedBase:
         return finished
 
     def ping_all(self, timeout: float) -> None:
-        ids = [n for n in self._runs if self.state[n].health in ("Alive", "Restarting")]
+        ids = [n for n in self._runs if self.state[n].health in (Health.ALIVE, Health.RESTARTING)]
         actors = self.actors
         refs = {actors[n].handle.ping.remote(): n for n in ids}
         if not refs:
@@ -372,9 +373,9 @@ class FederatedBase:
         restarted, dead = self._recovering.poll()
         for nid in dead:
             st = self.state[nid]
-            st.health = "Dead"
+            st.health = Health.DEAD
             log.warning("node %s is dead after %d restarts", nid, st.restarts)
-            self._set_hosted_health(nid, "Dead")
+            self._set_hosted_health(nid, Health.DEAD)
             for lost in self.hosted.get(nid, [nid]):
                 self.on_node_lost(lost, dead=True)
         for nid, p in restarted.items():
@@ -382,7 +383,7 @@ class FederatedBase:
             handle = self.actors[nid].handle
             st.restarts += 1
             st.incarnation = p["incarnation"]
-            st.health = "Alive"
+            st.health = Health.ALIVE
             st.last_heartbeat = p["time"]
             log.warning("node %s restarted (%d)", nid, st.restarts)
             # A host keeps nothing worth restoring (node state lives in the store); only the messages

@@ -34,6 +34,7 @@ from red.schemas.star import (
     collect_updates,
 )
 from red.spec.model import Federation
+from red.spec.status import Health
 
 
 def head_id(group: int) -> str:
@@ -155,7 +156,7 @@ class ClusterFederatedLearning(StarFederatedLearning):
             super().on_node_lost(node_id, dead=dead)
             return
         parent = self.head_of.get(node_id, SERVER)
-        if self.state[parent].health in ("Alive", "Restarting"):
+        if self.state[parent].health in (Health.ALIVE, Health.RESTARTING):
             self.send("node_lost", {"node": node_id, "dead": dead}, to=parent)
         elif dead and parent != SERVER:
             raise FederationFailed(f"cluster head {parent!r} is dead, so its members are unreachable; "

@@ -25,6 +25,7 @@ from red.runtime.node import VirtualNode
 from red.runtime.task_node import TaskNode
 from red.schemas.base import Schema, client_ids
 from red.spec.model import Federation
+from red.spec.status import Health
 
 FEDERATION_ENTRY = "__federation__"
 
@@ -150,7 +151,7 @@ class DecentralizedFederatedLearning(Schema):
 
     def poll_progress(self, after: int, timeout: float) -> list[VersionEntry]:
         """One synthetic entry per round that every live node has finished, oldest first."""
-        live = [n for n in self.nodes if self.state[n].health not in ("Dead",)]
+        live = [n for n in self.nodes if self.state[n].health != Health.DEAD]
         # Bounded: a node being restarted answers only once it is back (or never; supervise() decides).
         got = self.versions_after({n: self._node_round.get(n, self.start_round) for n in live}, timeout)
         for node_entries in got.values():
@@ -185,8 +186,8 @@ class DecentralizedFederatedLearning(Schema):
         return out
 
     def is_done(self, finished: list[str]) -> bool:
-        live = [n for n in self.nodes if self.state[n].health != "Dead"]
-        return all(self.state[n].health == "Finished" for n in live) and self._complete >= self.rounds
+        live = [n for n in self.nodes if self.state[n].health != Health.DEAD]
+        return all(self.state[n].health == Health.FINISHED for n in live) and self._complete >= self.rounds
 
     def checkpoint_state(self, entry: VersionEntry) -> dict[str, Any]:
         # Every node's model as of the checkpointed round (nodes may already be a round or two ahead;
@@ -198,7 +199,7 @@ class DecentralizedFederatedLearning(Schema):
                 "params": self._node_params.get(node_id)}
 
     def on_node_lost(self, node_id: str, *, dead: bool) -> None:
-        peers = sorted(n for n in self.graph.neighbors(node_id) if self.state[n].health != "Dead")
+        peers = sorted(n for n in self.graph.neighbors(node_id) if self.state[n].health != Health.DEAD)
         if not peers:
             return
         if dead:

@@ -19,6 +19,7 @@ from red.runtime.pool import HostedNode, HostedProgram
 from red.runtime.task_node import TaskNode, sample_clients
 from red.schemas.base import Schema, client_ids
 from red.spec.model import Federation
+from red.spec.status import Health
 from red.tasks.base import Task
 
 SERVER = "server"
@@ -376,7 +377,7 @@ class StarFederatedLearning(Schema):
         return entries
 
     def is_done(self, finished: list[str]) -> bool:
-        return self.state[SERVER].health == "Finished"
+        return self.state[SERVER].health == Health.FINISHED
 
     def restore_state(self, node_id: str) -> dict[str, Any]:
         if node_id == SERVER:
@@ -393,7 +394,7 @@ class StarFederatedLearning(Schema):
                     reason="ServerLost",
                 )
             return
-        if self.state[SERVER].health in ("Alive", "Restarting"):
+        if self.state[SERVER].health in (Health.ALIVE, Health.RESTARTING):
             self.send("node_lost", {"node": node_id, "dead": dead}, to=SERVER)
 
     def checkpoint_state(self, entry: VersionEntry) -> dict[str, Any]:
