@@ -87,6 +87,12 @@ def merge(previous: list[dict[str, Any]], new: list[Condition], *, generation: i
     return out
 
 
+# New conditions that are True from the start of every Federation's life say nothing the first status's
+# Phase Event does not: no Event for them (one fewer API write each per new Federation; their later
+# changes still make Events).
+QUIET_WHEN_NEW = {RECONCILING, SYNCED}
+
+
 def transitions(previous: list[dict[str, Any]], current: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Conditions whose status or reason changed (each one becomes an Event)."""
     old = {c.get("type"): c for c in previous}
@@ -94,7 +100,7 @@ def transitions(previous: list[dict[str, Any]], current: list[dict[str, Any]]) -
     for c in current:
         prior = old.get(c["type"])
         if prior is None:
-            if c["status"] == "True":
+            if c["status"] == "True" and c["type"] not in QUIET_WHEN_NEW:
                 out.append(c)
         elif prior.get("status") != c["status"] or prior.get("reason") != c["reason"]:
             out.append(c)

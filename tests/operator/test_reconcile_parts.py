@@ -59,12 +59,27 @@ def test_an_event_is_a_typed_record() -> None:
         ),
         pytest.param(
             {},
-            {"phase": "Pending", "conditions": [cond("Reconciling", "True", "Pending"), cond("Ready", "False", "x")]},
+            {"phase": "Pending", "conditions": [cond("ClusterReady", "True", "Ready"), cond("Ready", "False", "x")]},
             [
-                Event("Normal", "ReconcilingTrue", "Reconciling=True (Pending): m"),
+                Event("Normal", "ClusterReadyTrue", "ClusterReady=True (Ready): m"),
                 Event("Normal", "Phase", "phase - -> Pending"),
             ],
             id="first-status-new-true-conditions-only",
+        ),
+        pytest.param(
+            {},
+            {
+                "phase": "Pending",
+                "conditions": [cond("Reconciling", "True", "Pending"), cond("Synced", "True", "Synced")],
+            },
+            [Event("Normal", "Phase", "phase - -> Pending")],
+            id="first-status-reconciling-and-synced-are-quiet",
+        ),
+        pytest.param(
+            {"phase": "Pending", "conditions": [cond("Synced", "False", "ApiError", "boom")]},
+            {"phase": "Pending", "conditions": [cond("Synced", "True", "Synced", "ok")]},
+            [Event("Normal", "SyncedTrue", "Synced=True (Synced): ok")],
+            id="synced-again-after-an-error-is-news",
         ),
         pytest.param(
             {"phase": "Running", "conditions": [cond("Stalled", "False", "Progressing")]},
