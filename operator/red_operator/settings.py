@@ -262,7 +262,7 @@ def _convert(f: Field[object], raw: str, source: str) -> object:
         return _names(raw)
     if f.name == "log_format" and raw not in LOG_FORMATS:
         raise SettingsError(f"{source}: {raw!r} is not one of {', '.join(LOG_FORMATS)}")
-    if hint in (Path | None,):
+    if hint == Path | None:
         return Path(raw) if raw else None
     if hint is bool:
         low = raw.strip().lower()
@@ -285,7 +285,11 @@ def _convert(f: Field[object], raw: str, source: str) -> object:
 def field_docs() -> dict[str, str]:
     """Each field's docstring (the string under it in the class body), whitespace folded."""
     out: dict[str, str] = {}
-    body = ast.parse(inspect.getsource(Settings)).body[0]
+    try:
+        source = inspect.getsource(Settings)
+    except (OSError, TypeError):  # installed without sources (bytecode only): --help without the docs
+        return out
+    body = ast.parse(source).body[0]
     assert isinstance(body, ast.ClassDef)
     for prev, node in zip(body.body, body.body[1:], strict=False):
         if (isinstance(prev, ast.AnnAssign) and isinstance(prev.target, ast.Name) and isinstance(node, ast.Expr)
