@@ -113,12 +113,17 @@ def test_deleting_the_raycluster_costs_one_retry(
     # Someone deletes the RayCluster; its job dies with it (the stand-in head outlives it: stop the job).
     kube_cluster.kubectl("delete", "raycluster", f"{name}-ray", "-n", ns, "--wait=false")
     JobsClient(ray_head.dashboard_url, ray_head.token).stop(first)
+    # The failure count is the durable record of the loss. The job's status passes through LOST or STOPPED
+    # only until the recreated cluster is ready and attempt 2 is submitted, which can be quicker than one
+    # poll here (CI once missed that window on a loaded machine).
     lost = wait_until(
         "the loss recorded",
-        lambda: (st := status(kube_cluster, ns, name)).get("job", {}).get("status") in ("LOST", "STOPPED") and st,
+        lambda: int((st := status(kube_cluster, ns, name)).get("job", {}).get("failures") or 0) >= 1 and st,
         timeout_s=120,
     )
     assert lost["job"]["failures"] == 1, lost["job"]
+    assert lost["job"]["status"] in ("LOST", "STOPPED", "PENDING", "RUNNING"), lost["job"]
+    assert lost["job"]["countedFailure"] == first, lost["job"]
 
     # The retry (attempt 2) runs from a clean slate: the old attempt's report (its last words after
     # the stop, its dead nodes) is not this attempt's news.
