@@ -228,6 +228,12 @@ class FederatedNode:
     def restore_state(self, state: dict[str, Any]) -> None:
         self.restore(state)
 
+    def imported(self, module: str) -> bool:
+        """Whether this actor's process has imported ``module``: a server without torch must stay so."""
+        import sys
+
+        return module in sys.modules
+
     def stop(self) -> None:
         self._stopped.set()  # a full inbox may drop the message below; the flag still ends the loop
         self._queue.put(Message("__stop__", None))

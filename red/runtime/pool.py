@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 
-from red.errors import TopologyError
+from red.aggregation import Params
+from red.errors import FederationFailed, TopologyError
 from red.runtime.messages import INLINE_LIMIT_BYTES, Message, payload_bytes
-from red.runtime.node import deliver_direct
+from red.runtime.node import actor_name, deliver_direct
 from red.runtime.task_node import TaskNode
 
 STATE_STORE = "__state_store__"
@@ -175,6 +178,33 @@ class PoolHost(TaskNode):
         self._store: Any = None
         self.served = 0  # virtual-node activations, for benchmarks and tests
 
+    def build(self, config: Any) -> None:
+        super().build(config)
+        # The model as `Task.create_model` made it, kept before warm-up training changes it: a server
+        # without torch starts from it (`HostEvalStarServer`). One copy of the parameters per host.
+        self._initial = self.task.get_params(self.model)
+        # The host's one model serves its nodes' training and, lent between batches, a server's
+        # evaluation (`evaluate`): never both at once.
+        self._model_lock = threading.Lock()
+        self._test: Any = None
+
+    def initial_params(self) -> Params:
+        return self._initial
+
+    def evaluate(self, params: Params) -> dict[str, float]:
+        """The task's evaluation of ``params`` on its test data, for a star server that holds no model
+        (`HostEvalStarServer`): the same model class and code, so the same figures as evaluating in the
+        server. The host's model is overwritten at every use anyway; its train/eval mode is put back."""
+        with self._model_lock:
+            if self._test is None:
+                self._test = self.task.test_data()
+            was_training = bool(getattr(self.model, "training", True))
+            self.task.set_params(self.model, params)
+            try:
+                return self.task.evaluate(self.model, self._test)
+            finally:
+                self.model.train(was_training)
+
     def deliver_to(self, msg: Message, ids: list[str]) -> None:
         """Called by the TopologyManager: ``msg`` is for the hosted virtual nodes ``ids``."""
         self.deliver(Message("__hosted__", {"msg": msg, "ids": list(ids)}, sender=msg.sender))
@@ -236,7 +266,8 @@ class PoolHost(TaskNode):
                 self._states.update(ray.get(self._store.checkout.remote(missing)))
             self._prefetch_neighbors(ids)
             nodes = [HostedNode(self, nid, self._states[nid]) for nid in ids]
-            prog.on_batch(nodes, inner)
+            with self._model_lock:
+                prog.on_batch(nodes, inner)
             self.served += len(nodes)
             # Written through without waiting: Ray runs one caller's calls to an actor in order (and
             # the store is started with max_task_retries=-1, so a check-in in flight when it restarts
@@ -248,7 +279,8 @@ class PoolHost(TaskNode):
         """Pay the first-use costs (data partitioning, torch's first kernels) before the first round,
         so that they never count against a round deadline. The model is overwritten at every use."""
         try:
-            self.task.train(self.model, self.task.client_data(0), node_id="", round=0)
+            with self._model_lock:
+                self.task.train(self.model, self.task.client_data(0), node_id="", round=0)
         except Exception:  # a task without client 0, say: warming up is only an optimisation
             pass
 
@@ -259,11 +291,42 @@ class PoolHost(TaskNode):
                 "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
 
+class HostCalls:
+    """A node's calls to the federation's pool hosts (not messages: no virtual node is involved), each
+    answered by the first host that can: one that died for good is skipped. A star server without
+    torch has a host evaluate for it this way (`red.schemas.star.HostEvalStarServer`)."""
+
+    def __init__(self, federation: str, namespace: str | None, hosts: tuple[str, ...] | list[str]) -> None:
+        self.federation = federation
+        self.namespace = namespace
+        self.hosts = list(hosts)
+        self._handles: dict[str, Any] = {}
+
+    def call(self, method: str, *args: Any) -> Any:
+        failures: list[str] = []
+        for host in self.hosts:
+            try:
+                handle = self._handles.get(host)
+                if handle is None:
+                    handle = self._handles[host] = ray.get_actor(actor_name(self.federation, host),
+                                                                 namespace=self.namespace)
+                return ray.get(getattr(handle, method).remote(*args))
+            except (RayActorError, ValueError) as err:  # dead, or never started
+                self._handles.pop(host, None)
+                failures.append(f"{host}: {type(err).__name__}")
+        raise FederationFailed(
+            f"no pool host could answer {method} ({', '.join(failures) or 'no hosts'}); "
+            "raise spec.faultTolerance.maxRestarts so that hosts come back after a failure",
+            reason="NoPoolHost",
+        )
+
+
 def actor_name_store(federation: str) -> str:
     return f"{federation}/{STATE_STORE}"
 
 
 __all__ = [
+    "HostCalls",
     "HostedNode",
     "HostedProgram",
     "NodeStateStore",

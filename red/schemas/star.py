@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import networkx as nx
+import numpy as np
 
 from red import topology
 from red.aggregation import Params, subtract, weighted_mean
@@ -15,7 +16,7 @@ from red.algorithms.base import Accumulator, Algorithm, Update, pre_aggregates
 from red.errors import FederationFailed
 from red.runtime.messages import Message, RoundRecord, VersionEntry
 from red.runtime.node import VirtualNode
-from red.runtime.pool import HostedNode, HostedProgram
+from red.runtime.pool import HostCalls, HostedNode, HostedProgram
 from red.runtime.task_node import TaskNode, sample_clients
 from red.schemas.base import Schema, client_ids
 from red.spec.model import Federation
@@ -188,7 +189,7 @@ class StarServer(TaskNode):
             self.load(updates.result())
             for nid in updates.node_ids:
                 self.participation[nid] = self.participation.get(nid, 0) + 1
-        metrics = self.task.evaluate(self.model, self.test)
+        metrics = self.evaluate()
         metrics["participants"] = float(len(updates.node_ids))
         self.update_version(
             params=self.params,
@@ -201,6 +202,50 @@ class StarServer(TaskNode):
                 algorithm_state=self.algorithm.state_dict(),
             ),
         )
+
+
+    def evaluate(self) -> dict[str, float]:
+        return self.task.evaluate(self.model, self.test)
+
+
+@dataclass(frozen=True)
+class HostEvaluation:
+    """What a `HostEvalStarServer` is built from: the pool hosts that may evaluate for it, in order.
+    No task class on purpose: unpickling one imports the task's module, and torch with it."""
+
+    hosts: tuple[str, ...]
+
+
+class HostEvalStarServer(StarServer):
+    """A star server without torch, for pooled runs on CPUs: it keeps the global model as arrays and a
+    pool host evaluates it (`PoolHost.evaluate`, on the host's model between two batches).
+
+    A torch process costs about 300 MB of private memory right after ``import torch`` (measured here,
+    its CUDA build): the server was one, idle while the hosts train, and they are idle while it
+    evaluates. The rounds are identical: the same arrays, cast to the model's dtypes as loading them
+    into a model did, and the same evaluation code on the same kind of model."""
+
+    def build(self, config: Any) -> None:
+        assert isinstance(config, HostEvaluation), config  # `StarFederatedLearning._evaluate_on_hosts`
+        self._hosts = HostCalls(self.federation, self.namespace, config.hosts)
+        self._global: Params | None = None
+
+    @property
+    def params(self) -> Params:
+        if self._global is None:  # a fresh start: the model as the task creates it, from a host
+            self._global = self._hosts.call("initial_params")
+        return {k: v.copy() for k, v in self._global.items()}  # a copy, as reading a model's gave
+
+    def load(self, params: Params) -> None:
+        dtypes = {k: v.dtype for k, v in self.params.items()}
+        missing = sorted(set(dtypes) - set(params))
+        if missing:  # what load_state_dict would say: the update is not this model's
+            raise ValueError(f"the new global model lacks {missing[:5]}; its keys: {sorted(params)[:5]}")
+        self._global = {k: np.array(params[k], dtype=dtypes[k]) for k in dtypes}
+
+    def evaluate(self) -> dict[str, float]:
+        metrics: dict[str, float] = self._hosts.call("evaluate", self.params)
+        return metrics
 
 
 class StarClient(TaskNode):
@@ -327,6 +372,19 @@ class StarFederatedLearning(Schema):
         self.client_config = ClientConfig(asynchronous=bool(self.algorithm_cls.asynchronous))
         ids = self.client_ids()
         self.maybe_pool(ids, StarClientProgram, self.client_config, {c: {"index": i} for i, c in enumerate(ids)})
+        self._evaluate_on_hosts()
+
+    # Pooled runs on CPUs: the server holds no model and a pool host evaluates (`HostEvalStarServer`).
+    # False: the server evaluates itself, the path the tests compare against.
+    host_evaluation: bool = True
+
+    def _evaluate_on_hosts(self) -> None:
+        server = self.nodes[SERVER]
+        # On GPUs the figures could differ in float rounding from a CPU server's: keep the plain path.
+        on_cpus = not server.num_gpus and not any(h.num_gpus for h in self.hosts.values())
+        if self.host_evaluation and self.hosts and on_cpus:
+            server.template = HostEvalStarServer
+            server.config = HostEvaluation(tuple(self.hosts))
 
     @classmethod
     def graph_of(cls, fed: Federation) -> tuple[nx.Graph, dict[str, str]]:

@@ -80,6 +80,21 @@ def test_killed_server_restarts_restored_and_the_run_completes(ray_clean: Any) -
     print(f"server kill: recovered in {kill.recovery_seconds():.1f} s")
 
 
+def test_killed_torchless_server_and_its_evaluating_host_restart_and_the_run_completes(ray_clean: Any) -> None:
+    # Pooled on CPUs: the server holds the model as arrays and pool-0 evaluates for it. Both die at once:
+    # the restarted server is restored from the driver's latest round, and evaluation waits for the
+    # restarted host (or asks pool-1).
+    kill = KillAt(3, "star-lean/server", "star-lean/pool-0")
+    fed = make_fed("star-lean", rounds=8, clients=6, task=IID, resources=POOLED,
+                   faultTolerance={"heartbeatSeconds": 1, "maxRestarts": 2, "roundTimeoutSeconds": 40})
+    done = run_federation(fed, [CallbackSink(kill)])
+    assert done["event"] == "done" and kill.rounds() == list(range(1, 9))
+    first_after = next(r for r in kill.reports if r["event"] == "round" and r["round"] == 4)
+    assert first_after["metrics"]["accuracy"] >= 0.8  # restored, not back at round 1's model
+    assert done["metrics"]["accuracy"] >= 0.85
+    print(f"torchless server and pool-0 kill: recovered in {kill.recovery_seconds():.1f} s")
+
+
 def test_restarted_topology_manager_recovers_its_graph_and_the_run_completes(ray_clean: Any) -> None:
     # Pooled clients: every message goes through the TopologyManager, so a manager that lost its graph
     # would refuse them all and the run would stall (roundTimeoutSeconds makes that a quick failure).
