@@ -4,7 +4,9 @@
 
 1. parse       the spec (`spec_from_dict`); an invalid one is folded into a Failed status and written
 2. claim       find the RayCluster and decide whether it may be used (ours, or a borrowable existing one)
-3. ensure_owned create the Secret, ConfigMap and RBAC the run needs (once per process; look-alikes block)
+3. ensure_owned create the token Secret and ServiceAccount the cluster's pods need (once per process;
+               look-alikes block); the report ConfigMap, Role and RoleBinding come in the pass that
+               first submits the job (after plan)
 4. observe     the cluster and its pods, Ray's word on the job, the engine's report (a `Seen`)
 5. plan        what to do next (`decide.plan`, pure); a blocked Federation touches nothing
 6. act         create or delete the cluster, stop or submit the job (an `Acted`)
@@ -22,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kubernetes.client.exceptions import ApiException
 
@@ -47,6 +49,17 @@ from red_operator.status import Blocked, Observed, fold, recover
 MIN_KUBERAY_FOR_AUTH = "v1.6.0"
 
 log = logging.getLogger(__name__)
+
+Stage = Literal["cluster", "job"]
+# When each owned object is made (`Reconciler.ensure_owned`): the cluster's pods run as the ServiceAccount
+# and read the token, so those come before the RayCluster; the rest serve only the job.
+STAGE_OF: dict[str, Stage] = {
+    "Secret": "cluster",
+    "ServiceAccount": "cluster",
+    "ConfigMap": "job",
+    "Role": "job",
+    "RoleBinding": "job",
+}
 
 
 @dataclass
@@ -108,7 +121,7 @@ class Reconciler:
         self.settings = settings
         # Federations (by uid) whose owned objects this process has made sure of; re-checked after a
         # restart. Something deleted by hand meanwhile is recreated by the next operator start.
-        self._ensured: set[str] = set()
+        self._ensured: set[tuple[str, Stage]] = set()  # (uid, stage)
         self.backoff = Backoff(base=settings.backoff_base_seconds, cap=settings.max_backoff_seconds)
         # Names the engine image knows but this process cannot import: known, so specs naming them pass.
         from red import registry
@@ -179,9 +192,15 @@ class Reconciler:
         sizing = size_cluster(spec)
 
         claim = self.claim(ref, spec)
-        blocked = claim.blocked or (None if terminal else self.ensure_owned(ref, spec, claim))
+        blocked = claim.blocked or (None if terminal else self.ensure_owned(ref, spec, claim, "cluster"))
         seen = self.observe(ref, prev, claim, blocked, terminal, events)
         p = plan(spec, prev, seen, sizing, now)
+        # The job's own objects: before its first submission, and once per process for a job already
+        # submitted (so that an operator restart recreates what was deleted by hand meanwhile).
+        job_stage = seen.blocked is None and not terminal and (p.job == "submit" or seen.submission_id is not None)
+        if job_stage and (late := self.ensure_owned(ref, spec, claim, "job")) is not None:
+            seen = replace(seen, blocked=late)
+            p = plan(spec, prev, seen, sizing, now)
         acted = self.act(ref, spec, dict(body.get("spec") or {}), sizing, claim, seen, p, prev, events)
         new = fold(prev, observation(generation, now, spec, sizing, claim, acted))
         return self.write(ref, stored, new, events)
@@ -205,31 +224,39 @@ class Reconciler:
             return Claim(name, existing, None, Blocked("ClusterNotBorrowable" if existing else "NameConflict", refusal))
         return Claim(name, existing, rc)
 
-    def ensure_owned(self, ref: FederationRef, spec: FederationSpec, claim: Claim) -> Blocked | None:
-        """Create the Federation's own objects, once per process. One that exists already is ours only
-        with our controller ownerReference: a look-alike is reported and left alone, neither used nor ever
-        deleted.
+    def ensure_owned(self, ref: FederationRef, spec: FederationSpec, claim: Claim, stage: Stage) -> Blocked | None:
+        """Create the Federation's own objects of ``stage``, once per process. One that exists already is
+        ours only with our controller ownerReference: a look-alike is reported and left alone, neither
+        used nor ever deleted.
+
+        Two stages (`STAGE_OF`): what the cluster's pods need (the token Secret, the ServiceAccount) before
+        the RayCluster; what only the job needs (the report ConfigMap, the Role, the RoleBinding) in the
+        pass that first submits it. A new Federation's RayCluster thus comes after two writes, not five:
+        at a fleet's scale the API server's write rate is what the first RayClusters wait for.
 
         Created first, looked at only when the name is taken (409): a new Federation costs one request
         per object, not a GET before each. Creation stops at the first look-alike, so the RoleBinding
-        (last) is never made when the ServiceAccount or Role it binds is someone else's; the objects
-        after it are still looked at, so one message names every look-alike.
+        (last) is never made when the ServiceAccount or Role it binds is someone else's, and nothing of
+        the job stage is made when the cluster stage found one; the objects after it, of both stages,
+        are still looked at, so one message names every look-alike.
 
         A borrowed cluster's ServiceAccounts go into the engine's RoleBinding, so this waits until it exists."""
-        if ref.uid in self._ensured or (claim.existing and claim.rc is None):
+        if (ref.uid, stage) in self._ensured or (claim.existing and claim.rc is None):
             return None
         borrowed = builders.pod_accounts(claim.rc) if claim.existing and claim.rc else None
         owned = self._owned(ref, borrowed, spec.cluster.service_account.annotations)
+        mine = [obj for obj in owned if STAGE_OF[obj["kind"]] == stage]
         conflicts: list[str] = []
-        for obj in owned:
+        for obj in mine:
             kind, obj_name = obj["kind"], obj["metadata"]["name"]
             if not conflicts and self.kube.create(obj):
                 log.info("%s: created %s %s", ref, kind, obj_name)
             else:  # the name is taken (or creation has stopped): whose is it?
                 conflicts += self._look_alikes([obj], ref)
         if conflicts:
-            return Blocked("NameConflict", " ".join(conflicts))
-        self._ensured.add(ref.uid)
+            later = [obj for obj in owned if STAGE_OF[obj["kind"]] != stage and stage == "cluster"]
+            return Blocked("NameConflict", " ".join(conflicts + self._look_alikes(later, ref)))
+        self._ensured.add((ref.uid, stage))
         return None
 
     def observe(
@@ -375,14 +402,15 @@ class Reconciler:
         borrowed_accounts: list[str] | None,
         account_annotations: dict[str, str] | None = None,
     ) -> list[dict[str, Any]]:
-        """`borrowed_accounts` is None for a cluster of our own; a borrowed one keeps its own token. The
-        RoleBinding comes last: `ensure_owned` creates in this order and stops at a look-alike."""
+        """`borrowed_accounts` is None for a cluster of our own; a borrowed one keeps its own token. In
+        `ensure_owned`'s order (the cluster's stage, then the job's): it stops at a look-alike, and the
+        RoleBinding comes last."""
         name, ns, uid = ref.name, ref.namespace, ref.uid
         secret = [] if borrowed_accounts is not None else [builders.build_token_secret(name, ns, uid, self._token(uid))]
         return [
             *secret,
-            builders.build_report_configmap(name, ns, uid),
             builders.build_service_account(name, ns, uid, account_annotations),
+            builders.build_report_configmap(name, ns, uid),
             builders.build_role(name, ns, uid),
             builders.build_role_binding(name, ns, uid, borrowed_accounts),
         ]
@@ -506,7 +534,7 @@ class Reconciler:
             path = self.settings.engine_kubeconfig_dir / f"{ns}.{names.engine_account(ref.name)}.kubeconfig"
             path.unlink(missing_ok=True)
         metrics.set_phase(f"{ref}", None)
-        self._ensured.discard(ref.uid)
+        self._ensured.difference_update({(ref.uid, "cluster"), (ref.uid, "job")})
         return removed
 
 

@@ -227,6 +227,13 @@ def test_not_enough_gpus_names_the_shortfall(
     assert "Insufficient nvidia.com/gpu" in c["message"], c
     st = status(kube_cluster, ns, "big")
     assert st["phase"] == "Starting" and "job" not in st  # never submitted to a cluster that is not ready
+    # What the pods need is made before the RayCluster; what only the job needs waits for the job.
+    def exists(kind: str, obj_name: str) -> bool:
+        return kube_cluster.kubectl("get", kind, obj_name, "-n", ns, check=False).returncode == 0
+
+    assert exists("serviceaccount", "big-engine") and exists("raycluster", "big-ray")
+    for kind, obj_name in (("configmap", "big-report"), ("role", "big-engine"), ("rolebinding", "big-engine")):
+        assert not exists(kind, obj_name), f"{kind} {obj_name} made before the job was submitted"
 
     def shortfall() -> dict[str, Any] | None:
         c = condition(status(kube_cluster, ns, "too-big"), "ClusterReady")

@@ -74,6 +74,27 @@ def test_look_alikes_are_reported_never_used_and_survive_deletion(
     assert (meta_of(kube_cluster, ns, "cm", f"{name}-report") or {}).get("data") == {"mine": "yes"}
 
 
+def test_a_configmap_look_alike_stops_the_job_not_the_cluster(
+    kube_cluster: KubeCluster, kube_namespace: str, red_operator: OperatorControl, ray_head: RayHead
+) -> None:
+    # The report ConfigMap, Role and RoleBinding are made in the pass that first submits the job: a
+    # look-alike of one of them is found then, and nothing is submitted, bound or overwritten.
+    ns, name = kube_namespace, "cmonly"
+    apply(
+        kube_cluster,
+        ns,
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-report"}, "data": {"mine": "yes"}},
+    )
+    apply(kube_cluster, ns, federation(name, rounds=2, clients=2))
+    c = wait_until("Stalled=True/NameConflict", lambda: stalled_with(kube_cluster, ns, name, "NameConflict"))
+    assert f"ConfigMap {ns}/{name}-report" in c["message"] and "ServiceAccount" not in c["message"], c
+    st = status(kube_cluster, ns, name)
+    assert "job" not in st and not jobs_of(ray_head, submission_prefix(get_fed(kube_cluster, ns, name)))
+    assert meta_of(kube_cluster, ns, "raycluster", f"{name}-ray") is not None  # made before the job stage
+    assert meta_of(kube_cluster, ns, "rolebinding", f"{name}-engine") is None
+    assert (meta_of(kube_cluster, ns, "cm", f"{name}-report") or {}).get("data") == {"mine": "yes"}
+
+
 def test_a_raycluster_with_our_name_is_not_ours(
     kube_cluster: KubeCluster, kube_namespace: str, red_operator: OperatorControl, ray_head: RayHead
 ) -> None:
