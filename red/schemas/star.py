@@ -203,7 +203,6 @@ class StarServer(TaskNode):
             ),
         )
 
-
     def evaluate(self) -> dict[str, float]:
         return self.task.evaluate(self.model, self.test)
 
@@ -230,21 +229,24 @@ class HostEvalStarServer(StarServer):
         self._hosts = HostCalls(self.federation, self.namespace, config.hosts)
         self._global: Params | None = None
 
-    @property
-    def params(self) -> Params:
+    def _held(self) -> Params:
         if self._global is None:  # a fresh start: the model as the task creates it, from a host
             self._global = self._hosts.call("initial_params")
-        return {k: v.copy() for k, v in self._global.items()}  # a copy, as reading a model's gave
+        return self._global
+
+    @property
+    def params(self) -> Params:
+        return {k: v.copy() for k, v in self._held().items()}  # a copy, as reading a model's gave
 
     def load(self, params: Params) -> None:
-        dtypes = {k: v.dtype for k, v in self.params.items()}
+        dtypes = {k: v.dtype for k, v in self._held().items()}
         missing = sorted(set(dtypes) - set(params))
         if missing:  # what load_state_dict would say: the update is not this model's
             raise ValueError(f"the new global model lacks {missing[:5]}; its keys: {sorted(params)[:5]}")
         self._global = {k: np.array(params[k], dtype=dtypes[k]) for k in dtypes}
 
     def evaluate(self) -> dict[str, float]:
-        metrics: dict[str, float] = self._hosts.call("evaluate", self.params)
+        metrics: dict[str, float] = self._hosts.call("evaluate", self._held())
         return metrics
 
 
