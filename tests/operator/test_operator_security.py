@@ -38,17 +38,18 @@ def meta_of(cluster: KubeCluster, ns: str, kind: str, name: str) -> dict[str, An
     return obj
 
 
+def their_report_configmap(fed: str) -> dict[str, Any]:
+    """Someone else's ConfigMap with the name the operator gives Federation ``fed``'s report."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{fed}-report"}, "data": {"mine": "yes"}}
+
+
 def test_look_alikes_are_reported_never_used_and_survive_deletion(
     kube_cluster: KubeCluster, kube_namespace: str, red_operator: OperatorControl, ray_head: RayHead
 ) -> None:
     ns, name = kube_namespace, "lookalike"
     # Someone else's objects that happen to have the names the operator would give this Federation's.
     apply(kube_cluster, ns, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": f"{name}-engine"}})
-    apply(
-        kube_cluster,
-        ns,
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-report"}, "data": {"mine": "yes"}},
-    )
+    apply(kube_cluster, ns, their_report_configmap(name))
     before = {k: meta_of(kube_cluster, ns, k, n) for k, n in (("sa", f"{name}-engine"), ("cm", f"{name}-report"))}
     apply(kube_cluster, ns, federation(name, rounds=2, clients=2))
 
@@ -80,11 +81,7 @@ def test_a_configmap_look_alike_stops_the_job_not_the_cluster(
     # The report ConfigMap, Role and RoleBinding are made in the pass that first submits the job: a
     # look-alike of one of them is found then, and nothing is submitted, bound or overwritten.
     ns, name = kube_namespace, "cmonly"
-    apply(
-        kube_cluster,
-        ns,
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-report"}, "data": {"mine": "yes"}},
-    )
+    apply(kube_cluster, ns, their_report_configmap(name))
     apply(kube_cluster, ns, federation(name, rounds=2, clients=2))
     c = wait_until("Stalled=True/NameConflict", lambda: stalled_with(kube_cluster, ns, name, "NameConflict"))
     assert f"ConfigMap {ns}/{name}-report" in c["message"] and "ServiceAccount" not in c["message"], c
