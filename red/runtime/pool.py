@@ -303,15 +303,21 @@ class HostCalls:
         self._handles: dict[str, Any] = {}
 
     def call(self, method: str, *args: Any) -> Any:
+        """What ``method(*args)`` returns on the first live host. What it raises there (a bug in the task's
+        code, say) is raised here: another host would raise the same."""
         failures: list[str] = []
         for host in self.hosts:
-            try:
-                handle = self._handles.get(host)
-                if handle is None:
+            handle = self._handles.get(host)
+            if handle is None:
+                try:
                     handle = self._handles[host] = ray.get_actor(actor_name(self.federation, host),
                                                                  namespace=self.namespace)
+                except ValueError:  # no such actor: never started, or gone for good
+                    failures.append(f"{host}: not found")
+                    continue
+            try:
                 return ray.get(getattr(handle, method).remote(*args))
-            except (RayActorError, ValueError) as err:  # dead, or never started
+            except RayActorError as err:  # died for good (or while answering): the next host
                 self._handles.pop(host, None)
                 failures.append(f"{host}: {type(err).__name__}")
         raise FederationFailed(

@@ -17,11 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+import red.tasks
 from red.algorithms.base import Accumulator, StreamingMean, Update, pre_aggregates
 from red.algorithms.builtin import FedAvg, FedBuff, FedProx, Median, TrimmedMean
+from red.errors import FederationFailed
 from red.registry import schemas
 from red.report import Report
 from red.schemas.star import StarFederatedLearning
+from red.tasks.digits import DigitsTask
 from tests.helpers import make_fed
 
 POOLED = {"perNode": {"cpu": 0.1}, "broker": {"cpu": 0.1}, "maxActors": 3}  # server + 2 pool hosts
@@ -96,6 +99,28 @@ def test_a_server_without_torch_gives_the_same_rounds(ray_clean: Any, monkeypatc
     for k, v in plain._latest["params"].items():
         assert lean._latest["params"][k].dtype == v.dtype, k
         np.testing.assert_array_equal(lean._latest["params"][k], v, err_msg=k)
+
+
+@red.tasks.register("digits-eval-raises")
+class EvalRaises(DigitsTask):
+    """Digits whose evaluation has a bug: the error must reach the user as it is, from whichever process
+    evaluates (a pool host, for a server without torch)."""
+
+    def evaluate(self, model: Any, data: Any) -> dict[str, float]:
+        raise ValueError("bad evaluation in the task's own code")
+
+
+@pytest.mark.ray
+def test_an_error_in_host_evaluation_is_the_tasks_error(ray_clean: Any) -> None:
+    fed = make_fed("eval-raises", clients=6, rounds=3, task={"name": "digits-eval-raises", "params": TASK["params"]},
+                   resources=POOLED)
+    sch = schemas.get("star")(fed)
+    assert sch.nodes["server"].template.__name__ == "HostEvalStarServer"
+    with pytest.raises(FederationFailed) as err:
+        sch.run(lambda r: None)
+    assert err.value.reason == "NodeError"
+    assert "bad evaluation in the task's own code" in str(err.value), err.value
+    assert "no pool host" not in str(err.value), err.value  # not taken for a dead host
 
 
 @pytest.mark.parametrize(
