@@ -223,6 +223,7 @@ class FederatedNode:
             "time": time.time(),
             "lastHeartbeat": self.last_heartbeat,
             "dropped": self._queue.dropped,  # messages the bounded inbox dropped (oldest first)
+            "queued": self._queue.qsize(),  # messages waiting in the inbox
         }
 
     def restore_state(self, state: dict[str, Any]) -> None:

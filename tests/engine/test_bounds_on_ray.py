@@ -24,13 +24,24 @@ def test_a_flooded_node_keeps_the_newest_messages_and_counts_the_dropped(ray_cle
     extra = 7
     with FederatedBase("inbox", nodes, topology.star("hub", ids[1:])) as fed:
         fed.build()
-        for i in range(limit + extra):
-            fed.send("tick", i, to="hub")
         hub = fed.handle("hub")
-        # Messages travel through the TopologyManager, so the driver's ping may overtake the last of them:
-        # wait for the deliveries, then require the exact count.
-        wait_until("every tick delivered", lambda: ray.get(hub.ping.remote())["dropped"] >= extra, timeout_s=60)
-        assert ray.get(hub.ping.remote())["dropped"] == extra
-        first = ray.get(hub.receive.remote(True, 5))
-        assert first.body == extra  # the oldest were dropped, the newest kept
+
+        def inbox() -> tuple[int, int]:
+            p = ray.get(hub.ping.remote())
+            return int(p["queued"]), int(p["dropped"])
+
+        # The TopologyManager hands each message on without waiting, to an actor that runs calls on
+        # several threads: messages sent at once may land in any order. So fill the inbox first, then
+        # send the newest one at a time, each after the one before it has landed.
+        for i in range(limit):
+            fed.send("tick", i, to="hub")
+        wait_until("the inbox full", lambda: inbox() == (limit, 0), timeout_s=60)
+        for k in range(extra):
+            fed.send("tick", limit + k, to="hub")
+            wait_until(f"tick {limit + k} delivered", lambda k=k: inbox() == (limit, k + 1), timeout_s=60)
         assert ray.get(fed.handle("a").ping.remote())["dropped"] == 0
+        kept = [ray.get(hub.receive.remote(True, 5)).body for _ in range(limit)]
+        # The oldest were dropped and the newest kept, in the order they arrived.
+        assert kept[-extra:] == list(range(limit, limit + extra)), kept[-extra:]
+        assert len(set(kept)) == limit and set(kept) <= set(range(limit + extra))  # each message once
+        assert inbox() == (0, extra)
