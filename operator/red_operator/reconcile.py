@@ -254,7 +254,8 @@ class Reconciler:
             else:  # the name is taken (or creation has stopped): whose is it?
                 conflicts += self._look_alikes([obj], ref)
         if conflicts:
-            later = [obj for obj in owned if STAGE_OF[obj["kind"]] != stage and stage == "cluster"]
+            # Found before the RayCluster: the job's names are looked at too, so one message names them all.
+            later = [obj for obj in owned if STAGE_OF[obj["kind"]] == "job"] if stage == "cluster" else []
             return Blocked("NameConflict", " ".join(conflicts + self._look_alikes(later, ref)))
         self._ensured.add((ref.uid, stage))
         return None

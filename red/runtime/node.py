@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -231,8 +232,6 @@ class FederatedNode:
 
     def imported(self, module: str) -> bool:
         """Whether this actor's process has imported ``module``: a server without torch must stay so."""
-        import sys
-
         return module in sys.modules
 
     def stop(self) -> None:
