@@ -96,6 +96,10 @@ def shape_pod(
         pod_spec["imagePullSecrets"] = _dump(shape.image_pull_secrets)
     if shape.priority_class_name:
         pod_spec["priorityClassName"] = shape.priority_class_name
+    if shape.node_selector:
+        pod_spec["nodeSelector"] = dict(shape.node_selector)
+    if shape.tolerations:
+        pod_spec["tolerations"] = _dump(shape.tolerations)
     if shape.affinity is not None:
         pod_spec["affinity"] = shape.affinity.model_dump(by_alias=True, exclude_none=True)
     metadata: dict[str, Any] = {"labels": {**shape.labels, **component_labels}}
@@ -146,10 +150,6 @@ def build_raycluster(
                 )
             ],
         }
-        if pool.node_selector:
-            pod_spec["nodeSelector"] = dict(pool.node_selector)
-        if pool.tolerations:
-            pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in pool.tolerations]
         template, params = shape_pod(
             pool, names.labels(fed, names.COMPONENT_RAY_WORKER), pod_spec, pool.memory_per_worker
         )

@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 from red._version import __version__
 from red.spec.base import Model as Model  # re-exported: the base of every spec model
 from red.spec.pods import KUEUE_QUEUE_LABEL, PodShape, ServiceAccountSpec, memory_bytes
+from red.spec.pods import Toleration as Toleration  # re-exported: it lived here first
 from red.spec.runtime_env import RuntimeEnvSpec
 
 API_VERSION = "red.dev/v1alpha1"
@@ -215,14 +216,6 @@ class FaultToleranceSpec(Model):
     )
 
 
-class Toleration(Model):
-    key: str | None = None
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
-
-
 class _HeadResources(Model):
     cpu: str = Field(default="1", description="Head container CPU (Kubernetes quantity).")
     memory: str = Field(default="2Gi", description="Head container memory (Kubernetes quantity).")
@@ -260,8 +253,6 @@ class _PoolResources(Model):
     memory_per_worker: str = Field(default="16Gi", description="Memory per worker pod.")
     min_workers: int = Field(default=0, ge=0)
     max_workers: int = Field(default=1, ge=1, description="Upper bound the operator never exceeds.")
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod

@@ -222,6 +222,14 @@ class Affinity(Model):
     pod_anti_affinity: dict[str, Any] | None = None
 
 
+class Toleration(Model):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
 class PodShape(Model):
     """What a KubeRay user sets on a pod template, for the head or a node pool's workers."""
 
@@ -249,6 +257,14 @@ class PodShape(Model):
         default_factory=list, max_length=MAX_LIST_ITEMS, description="Secrets for pulling the image."
     )
     priority_class_name: str | None = Field(default=None, max_length=253, description="The pods' PriorityClass.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, max_length=MAX_MAP_ENTRIES, description="Node labels the pods must match."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        max_length=MAX_LIST_ITEMS,
+        description="Taints the pods tolerate (e.g. a GPU pool's nvidia.com/gpu taint, to put the head there).",
+    )
     affinity: Affinity | None = Field(default=None, description="Kubernetes affinity of the pods.")
     object_store_memory: str | None = Field(
         default=None,

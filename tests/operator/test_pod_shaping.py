@@ -92,6 +92,9 @@ SHAPE = {
     "imagePullSecrets": [{"name": "registry"}],
     "priorityClassName": "training",
     "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}},
+    # The head too: e.g. onto a tainted GPU pool when that pool is all a cluster has.
+    "nodeSelector": {"red.dev/pool": "gpu"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
 }
 
 
@@ -111,6 +114,8 @@ def test_shaping_fields_reach_the_pod_template(where: str) -> None:
     assert pod["imagePullSecrets"] == SHAPE["imagePullSecrets"]
     assert pod["priorityClassName"] == "training"
     assert pod["affinity"] == SHAPE["affinity"]
+    assert pod["nodeSelector"] == SHAPE["nodeSelector"]
+    assert pod["tolerations"] == SHAPE["tolerations"]
     assert pod["serviceAccountName"] == names.engine_account("fl")
     # Kueue admits the RayCluster whole: the queue is on its own metadata too.
     assert rc["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
@@ -124,6 +129,8 @@ def test_unshaped_cluster_has_no_queue_and_no_extras() -> None:
     assert "kueue.x-k8s.io/queue-name" not in rc["metadata"]["labels"]
     pod = worker_of(rc)["spec"]
     assert not {"imagePullSecrets", "priorityClassName", "affinity"} & set(pod)
+    # The head lands wherever the scheduler likes unless told (the GPU pool's own placement is its own).
+    assert not {"nodeSelector", "tolerations"} & set(head_of(rc)["spec"])
     assert "env" not in pod["containers"][0] and "annotations" not in worker_of(rc)["metadata"]
 
 
