@@ -23,8 +23,6 @@ GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSc
 POLL_S = 0.25
 
 
-
-
 def pod_manifest(name: str, gpus: int) -> dict[str, Any]:
     return {
         "apiVersion": "v1",

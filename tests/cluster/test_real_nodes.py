@@ -8,66 +8,18 @@ CoreDNS) and `e2e/images` (the images, about 5 GB for the engine's torch), which
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.cluster import KubeCluster, cluster_up, kubectl_json
+from tests.cluster.conftest import REAL_NODES_SKIP, image_refs
+from tests.fixtures.cluster import KubeCluster, kubectl_json
 from tests.helpers import wait_until
 
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.skipif(
-        os.environ.get("RED_E2E_REAL_NODES") != "1", reason="real nodes: set RED_E2E_REAL_NODES=1 (needs root)"
-    ),
-]
+pytestmark = [pytest.mark.cluster, REAL_NODES_SKIP]
 
-NAME = "red-pytest-real"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-
-
-def image_refs(cluster: KubeCluster) -> dict[str, str]:
-    """The images `up` imported into the nodes (asking e2e/images again would see a newer checkout)."""
-    images: dict[str, str] = json.loads((cluster.state_dir / "realnodes.json").read_text())["images"]
-    return images
-
-
-def leftovers(state_dir: Path) -> list[str]:
-    """What a real-node cluster makes outside its state dir, if any of it is still there."""
-    found = []
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    found += [f"netns {line.split()[0]}" for line in netns.splitlines() if line.startswith(("red-", "cni-"))]
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-    found += [f"link {line.split(':')[1].strip()}" for line in links.splitlines() if ": redbr" in line]
-    marker = str(state_dir)
-    for line in Path("/proc/mounts").read_text().splitlines():
-        mp = line.split()[1]
-        if marker in mp or "/run/red/" in mp or "/containerd/" + NAME in mp:
-            found.append(f"mount {mp}")
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if marker in cmd or f"/run/red/{NAME}/" in cmd:
-                found.append(f"process {proc.name}: {cmd[:120]}")
-    return found
-
-
-@pytest.fixture(scope="module")
-def real_cluster() -> Iterator[KubeCluster]:
-    cluster = cluster_up(NAME, real_nodes=2, timeout_s=1800)
-    try:
-        yield cluster
-    finally:
-        cluster.down()
-    left = leftovers(cluster.state_dir)
-    assert not left, f"left behind by e2e/cluster down: {left}"
 
 
 def pod(name: str, image: str, command: list[str], gpu_node: bool, labels: dict[str, str] | None = None) -> Any:
