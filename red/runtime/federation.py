@@ -374,7 +374,8 @@ class FederatedBase:
         for nid in dead:
             st = self.state[nid]
             st.health = Health.DEAD
-            log.warning("node %s is dead after %d restarts", nid, st.restarts)
+            why = self._recovering.why.pop(nid, "")
+            log.warning("node %s is dead after %d restarts: %s", nid, st.restarts, why)
             self._set_hosted_health(nid, Health.DEAD)
             for lost in self.hosted.get(nid, [nid]):
                 self.on_node_lost(lost, dead=True)

@@ -449,8 +449,12 @@ class StarFederatedLearning(Schema):
     def on_node_lost(self, node_id: str, *, dead: bool) -> None:
         if node_id == SERVER:
             if dead:
+                st = self.state[SERVER]
                 raise FederationFailed(
-                    "the server node died after exhausting maxRestarts; raise spec.faultTolerance.maxRestarts",
+                    f"the server node died and did not come back (after {st.restarts} of maxRestarts "
+                    f"{self.max_restarts} restarts, or not placed again within restartTimeoutSeconds "
+                    f"{self.restart_timeout_seconds:g}); raise spec.faultTolerance.maxRestarts or "
+                    "restartTimeoutSeconds",
                     reason="ServerLost",
                 )
             return
