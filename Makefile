@@ -22,9 +22,8 @@ lint: setup
 	$(VENV)/bin/ruff check red operator tests bench e2e e2e/build-tools
 	$(VENV)/bin/mypy
 
-cluster-build: setup ## build (or reuse from ~/.cache/red) the local Kubernetes control plane and chart tools
-	@e2e/build
-	@$(PY) e2e/build-tools
+cluster-build: setup ## build (or reuse from ~/.cache/red) the control plane, the real nodes and their images, chart tools
+	@PYTHON=$(PY) e2e/prepare
 
 bench: setup
 	$(PY) bench/star_rounds.py

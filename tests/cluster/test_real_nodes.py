@@ -1,8 +1,8 @@
 """The harness's real nodes (RED_REAL_NODES=2): a kubelet with containerd + runc, CNI, kube-proxy and
 CoreDNS per node, each in a network namespace of its own.
 
-Skipped unless RED_E2E_REAL_NODES=1: they need root, `RED_REAL_NODES=1 e2e/build` (kubelet, kube-proxy,
-CoreDNS) and `e2e/images` (the images, about 5 GB for the engine's torch), which CI does not build yet.
+They run in `make test` as root (CI): `make test` builds the kubelet, kube-proxy, CoreDNS and the images
+first (e2e/prepare). Without root they skip and say why; RED_E2E_REAL_NODES=0 turns them off.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from red.spec.model import ClusterSpec
 from tests.chart.tools import CHART, helm
 from tests.cluster.conftest import REAL_NODES_SKIP, image_refs, node_containers
 from tests.fixtures.cluster import KubeCluster, kubectl_json
@@ -170,6 +171,8 @@ def test_a_federation_runs_on_real_pods_survives_a_lost_worker_and_leaves_nothin
     assert all(n["restarts"] >= 1 for n in nodes.values()), nodes
     assert st["job"]["attempts"] == 1 and not st["job"].get("failures"), st["job"]
     assert st["versions"]["image"] == operator_release["RED_ENGINE_IMAGE"], st["versions"]
+    # The Ray that ran in the image is the one the CRD's default rayVersion tells KubeRay to expect.
+    assert st["versions"]["ray"] == ClusterSpec().ray_version, st["versions"]
     print(f"\n[real path] apply to Succeeded in {elapsed:.0f} s; restarts {[n['restarts'] for n in nodes.values()]}")
 
     # The engine in the head pod wrote its report as the Federation's ServiceAccount (mounted token).
