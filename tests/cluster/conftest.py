@@ -1,7 +1,8 @@
 """The real-node cluster (RED_REAL_NODES=2), shared by every test in tests/cluster that needs pods that run.
 
-One cluster per session: `up` with real nodes costs a minute or more (containerd, kubelets, image
-imports), so test_real_nodes.py and test_real_path.py share it.
+One cluster per test module, down when the module is done: the rest of the suite runs without its
+kubelets, containerd and pods. A second `up` costs about 25 s: the nodes' image stores are kept across
+`down`, so only the first `up` after a build imports anything.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def leftovers(state_dir: Path) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def real_cluster() -> Iterator[KubeCluster]:
     # The audit log shows who made each request: the test checks that the engine in the head pod writes
     # its report as the Federation's ServiceAccount.

@@ -175,6 +175,15 @@ def test_a_federation_runs_on_real_pods_survives_a_lost_worker_and_leaves_nothin
     assert st["versions"]["ray"] == ClusterSpec().ray_version, st["versions"]
     print(f"\n[real path] apply to Succeeded in {elapsed:.0f} s; restarts {[n['restarts'] for n in nodes.values()]}")
 
+    # Ray on the worker took its GPU from the pod's limit (every node actor asked for a share and ran);
+    # torch there finds no CUDA, and the engine said so and trained on the CPU rather than failing.
+    (head,) = pods(cluster, NS, "ray.io/node-type=head")
+    driver_log = cluster.kubectl(
+        "exec", "-n", NS, head["metadata"]["name"], "--",
+        "bash", "-c", "cat /tmp/ray/session_latest/logs/job-driver-*.log",
+    ).stdout  # fmt: skip
+    assert "torch finds no CUDA device: no GPU memory cap, training on CPU" in driver_log, driver_log[-3000:]
+
     # The engine in the head pod wrote its report as the Federation's ServiceAccount (mounted token).
     engine_user = f"system:serviceaccount:{NS}:{name}-engine"
     writes = [
