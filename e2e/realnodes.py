@@ -141,9 +141,13 @@ def setup_network(p: Plan) -> None:
 
 
 def teardown_network(p: Plan) -> None:
-    for n in p.nodes:
-        # Deleting the namespace also drops its interfaces, routes and the iptables rules that the
-        # kubelet, kube-proxy and the CNI plugins made in it.
+    for i, n in enumerate(p.nodes):
+        # The veth pair first, by its host end: deleting a namespace frees its interfaces only when
+        # the kernel gets round to it (CI once saw the host end still listed after `down`), while
+        # deleting a link is done when the command returns.
+        run("ip", "link", "delete", f"{p.bridge}n{i}", check=False)
+        # Deleting the namespace also drops its routes and the iptables rules that the kubelet,
+        # kube-proxy and the CNI plugins made in it.
         run("ip", "netns", "delete", n.netns, check=False)
     run("ip", "link", "delete", p.bridge, check=False)
 
