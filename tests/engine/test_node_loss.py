@@ -22,10 +22,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT
+from red.runtime.recovery import actor_state
+from tests.helpers import ROOT, wait_until
 
 pytestmark = pytest.mark.ray
 
@@ -133,3 +135,18 @@ def test_node_actors_of_a_lost_ray_node_restart_on_its_replacement_and_the_run_c
     assert result["accuracy"] >= 0.85, result
     # Every node lived on the lost worker, so every one came back on the new one.
     assert result["restarts"] and all(n >= 1 for n in result["restarts"].values()), result
+
+
+def test_actor_state_reads_the_gcs(ray_clean: Any) -> None:
+    """What the recovery decides with: a live actor is ALIVE, one killed with no restarts left is DEAD."""
+    ray = ray_clean
+
+    class Probe:
+        def ping(self) -> int:
+            return os.getpid()
+
+    probe = ray.remote(num_cpus=0, max_restarts=0)(Probe).remote()
+    ray.get(probe.ping.remote())
+    assert actor_state(probe) == "ALIVE"
+    ray.kill(probe, no_restart=True)
+    wait_until("the killed actor to be DEAD", lambda: actor_state(probe) == "DEAD", timeout_s=30)
