@@ -107,8 +107,7 @@ SCRIPT = textwrap.dedent(
         result = {"event": done["event"], "reason": done.get("reason"), "message": done.get("message"),
                   "rounds": [r["round"] for r in reports if r["event"] == "round"],
                   "accuracy": done.get("metrics", {}).get("accuracy"),
-                  "restarts": {n["id"]: n["restarts"] for n in done.get("nodes", [])},
-                  "killed_frozen": [sum(1 for r in reports), len(frozen)]}
+                  "restarts": {n["id"]: n["restarts"] for n in done.get("nodes", [])}}
     finally:
         for pid in frozen:
             try:
