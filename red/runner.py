@@ -12,6 +12,7 @@ import ray
 from red import user_code
 from red.checkpoint import Checkpointer
 from red.errors import FederationFailed, RedError
+from red.local_ray import start_lean
 from red.registry import schemas
 from red.report import Report
 from red.sinks import Sink
@@ -58,13 +59,9 @@ def init_ray(
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True, **extra)
         return True
-    ray.init(
-        num_cpus=num_cpus or os.cpu_count() or 2,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        log_to_driver=True,
-        **extra,
-    )
+    # Without the dashboard's API server and the autoscaler monitor (see red.local_ray: neither serves
+    # a local run, and they cost 1.3 s before the first round and 170 MB).
+    start_lean(num_cpus=num_cpus or os.cpu_count() or 2, logging_level=logging.WARNING, log_to_driver=True, **extra)
     return True
 
 
