@@ -3,7 +3,7 @@
 Each size runs in a fresh process with its own local Ray (``num_cpus=2``, like the development
 machine): FedAvg on digits, 10% of the clients sampled per round, 5 rounds. ``maxActors`` is left unset,
 so the engine decides the pool (`red.runtime.pool.decide_pool_size`): as many host actors as CPUs
-(2 here) serve every client, whose state lives in the federation's NodeStateStore between uses.
+(2 here) serve every client, whose state lives in the federation's TopologyManager between uses.
 
 Peak RSS is sampled every 0.2 s over the driver and all of its descendants (GCS, raylet, Ray workers
 and actors): shared pages are counted once per process, so it overstates, evenly at every size.

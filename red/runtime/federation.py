@@ -28,7 +28,7 @@ from red.runtime import placement
 from red.runtime.inbox import limit_for_degree
 from red.runtime.messages import Message, VersionEntry
 from red.runtime.node import TOPOLOGY_MANAGER, VirtualNode, actor_name
-from red.runtime.pool import NodeStateStore, PoolConfig, actor_name_store
+from red.runtime.pool import PoolConfig
 from red.runtime.recovery import Recoveries
 from red.runtime.topology_manager import TopologyManager
 from red.spec.status import Health
@@ -95,7 +95,6 @@ class FederatedBase:
         self.hosted: dict[str, list[str]] = {}  # host id → the virtual node ids it serves
         self.host_config: PoolConfig | None = None
         self.initial_hosted_state: dict[str, dict[str, Any]] = {}
-        self.store: Any = None
 
     # --- the multiplexed pool ----------------------------------------------------------------
     def pool(
@@ -164,15 +163,14 @@ class FederatedBase:
                         placement_group=self.pg, placement_group_bundle_index=0
                     ),
                 )
-                # The graph travels in the constructor's arguments: a restarted manager has it again.
+                # The graph and the pooled nodes' initial state travel in the constructor's arguments:
+                # a restarted manager has them again.
                 .remote(self.name, namespace=self.namespace, ids=list(self.nodes) + list(self.hosts),
-                        topology=self.graph, hosted=self.hosted)
+                        topology=self.graph, hosted=self.hosted, states=self.initial_hosted_state)
             )
             # Not waited for here: the broker actors and every node actor start at once (each is a
             # process to launch; one after another, start-up took their sum).
             pending.append(self.tm.ping.remote())
-        if self.hosts and self.store is None:
-            pending.append(self._start_store())
         index = {nid: i + 1 for i, nid in enumerate(actors)}
         wanted = list(actors) if node_ids is None else list(node_ids)
         wanted = [self.nodes[n].host or n if n in self.nodes else n for n in wanted]
@@ -195,23 +193,6 @@ class FederatedBase:
                 st.health, st.incarnation, st.last_heartbeat = Health.ALIVE, p["incarnation"], p["time"]
                 self._set_hosted_health(p["id"], Health.ALIVE)
 
-    def _start_store(self) -> Any:
-        self.store = (
-            ray.remote(NodeStateStore)
-            .options(  # type: ignore[attr-defined]
-                name=actor_name_store(self.name),
-                namespace=self.namespace,
-                num_cpus=0,  # the TopologyManager holds the whole broker bundle; the store is tiny
-                max_restarts=-1,
-                max_task_retries=-1,  # check-outs and check-ins in flight survive a restart
-                scheduling_strategy=PlacementGroupSchedulingStrategy(
-                    placement_group=self.pg, placement_group_bundle_index=0
-                ),
-            )
-            .remote(self.initial_hosted_state)  # what a restarted store starts from again
-        )
-        return self.store.ping.remote()  # the caller waits for it (with the node actors)
-
     def stop(self) -> None:
         """Stop every node loop, kill every actor, remove the placement group. Safe to call twice."""
         if self._stopped:
@@ -232,8 +213,6 @@ class FederatedBase:
             if vn.built:
                 _kill(vn.handle)
                 vn.handle = None
-        _kill(self.store)
-        self.store = None
         _kill(self.tm)
         self.tm = None
         placement.remove(self.pg)
@@ -264,7 +243,7 @@ class FederatedBase:
 
     def restore_nodes(self, node_ids: Iterable[str]) -> None:
         """Give each of ``node_ids`` its `restore_state` (resuming from a checkpoint). Pooled nodes are
-        skipped: their state lives in the pool's store (`initial_hosted_state`)."""
+        skipped: their state lives in the TopologyManager (`initial_hosted_state`)."""
         ids = [n for n in node_ids if self.nodes[n].host is None]
         ray.get([self.handle(n).restore_state.remote(self.restore_state(n)) for n in ids])
 
@@ -387,8 +366,8 @@ class FederatedBase:
             st.health = Health.ALIVE
             st.last_heartbeat = p["time"]
             log.warning("node %s restarted (%d)", nid, st.restarts)
-            # A host keeps nothing worth restoring (node state lives in the store); only the messages
-            # it was working on are lost, which on_node_lost reports per virtual node.
+            # A host keeps nothing worth restoring (node state lives in the TopologyManager); only the
+            # messages it was working on are lost, which on_node_lost reports per virtual node.
             if nid not in self.hosts:
                 try:
                     ray.get(handle.restore_state.remote(self.restore_state(nid)))

@@ -8,10 +8,10 @@ runs the node's `HostedProgram` for it and sends the answer *as* ``client_17``, 
 enforced per virtual node.
 
 A virtual node's state (version, participation count, data index, and model parameters for programs
-that keep them) lives *outside* the host, in the federation's `NodeStateStore` actor, and is checked
-out and back in around each use. A host therefore holds one model and one task regardless of how many
-nodes it serves, so its memory is flat in the number of clients, and a restarted host loses nothing but
-the message it was working on.
+that keep them) lives *outside* the host, in the federation's TopologyManager (`NodeStates`), and is
+checked out on first use and written back after each use. A host therefore holds one model and one
+task regardless of how many nodes it serves, so its memory is flat in the number of clients, and a
+restarted host loses nothing but the message it was working on.
 
 Who decides (see `decide_pool_size`): ``spec.resources.maxActors`` when set (the most node actors the
 federation may start); otherwise the engine, from the Ray cluster's CPUs and memory at start-up.
@@ -20,7 +20,6 @@ federation may start); otherwise the engine, from the Ray cluster's CPUs and mem
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ from red.runtime.messages import INLINE_LIMIT_BYTES, Message, payload_bytes
 from red.runtime.node import actor_name, deliver_direct
 from red.runtime.task_node import TaskNode
 
-STATE_STORE = "__state_store__"
 # What one torch node actor costs (measured: about 270 MB RSS); used only for the engine's default.
 ACTOR_MEMORY_BYTES = 300 * 1024**2
 
@@ -71,41 +69,6 @@ def decide_pool_size(
     if total <= fit:
         return None
     return max(1, min(fit - fixed, math.ceil(cluster_cpus), poolable))
-
-
-class NodeStateStore:
-    """Ray actor: virtual node id → its state between uses (a small dict; ``params`` only if kept).
-
-    A restart keeps what the run needs: the constructor's ``initial`` states (each node's data index)
-    come back with the arguments Ray re-runs it with, calls in flight are run again by the new
-    incarnation (the driver starts it with ``max_task_retries=-1``), and each `PoolHost` keeps the
-    current state of the nodes it serves and writes it through on every batch, so the first check-in
-    after a restart puts their versions back.
-    """
-
-    def __init__(self, initial: dict[str, dict[str, Any]] | None = None) -> None:
-        self._state: dict[str, dict[str, Any]] = {nid: dict(st) for nid, st in (initial or {}).items()}
-
-    def ping(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "size": len(self._state)}
-
-    def put_many(self, states: dict[str, dict[str, Any]]) -> int:
-        for nid, st in states.items():
-            self._state.setdefault(nid, {}).update(st)
-        return len(self._state)
-
-    def checkout(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        return {i: dict(self._state.get(i, {})) for i in ids}
-
-    def checkin(self, states: dict[str, dict[str, Any]]) -> None:
-        for nid, st in states.items():
-            self._state[nid] = st
-
-    def versions(self) -> dict[str, int]:
-        return {nid: int(st.get("version", 0)) for nid, st in self._state.items()}
-
-    def size(self) -> int:
-        return len(self._state)
 
 
 class HostedNode:
@@ -171,11 +134,10 @@ class PoolHost(TaskNode):
         # sends go straight there; only neighbours are ever looked up, so the topology still holds.
         self._via: dict[str, str] = {}
         self._handles: dict[str, Any] = {}
-        # This host's virtual nodes' state, written through to the store: each node is served by one
-        # host, so the copy here is current while the host lives; after a restart it starts empty and
-        # is read back from the store.
+        # This host's virtual nodes' state, written through to the TopologyManager: each node is served
+        # by one host, so the copy here is current while the host lives; after a restart it starts
+        # empty and is read back from there.
         self._states: dict[str, dict[str, Any]] = {}
-        self._store: Any = None
         self.served = 0  # virtual-node activations, for benchmarks and tests
 
     def build(self, config: Any) -> None:
@@ -251,7 +213,7 @@ class PoolHost(TaskNode):
 
     def train(self, config: PoolConfig) -> dict[str, Any]:
         prog = config.program(self, config.program_config)
-        self._store = ray.get_actor(actor_name_store(self.federation), namespace=self.namespace)
+        tm = self._topology_manager()  # it keeps the hosted nodes' state (red.runtime.node_states)
         self._warm_up()
         while True:
             msg = self.receive(timeout=1.0)  # raises StopNode when the federation stops
@@ -262,17 +224,17 @@ class PoolHost(TaskNode):
                 inner.body, inner.by_ref = ray.get(inner.body), False
             ids: list[str] = msg.body["ids"]
             missing = [i for i in ids if i not in self._states]
-            if missing:  # first use, or this host restarted: one store round trip for the batch
-                self._states.update(ray.get(self._store.checkout.remote(missing)))
+            if missing:  # first use, or this host restarted: one round trip for the batch
+                self._states.update(ray.get(tm.checkout.remote(missing)))
             self._prefetch_neighbors(ids)
             nodes = [HostedNode(self, nid, self._states[nid]) for nid in ids]
             with self._model_lock:
                 prog.on_batch(nodes, inner)
             self.served += len(nodes)
             # Written through without waiting: Ray runs one caller's calls to an actor in order (and
-            # the store is started with max_task_retries=-1, so a check-in in flight when it restarts
-            # is run again by the new incarnation).
-            self._store.checkin.remote({nid: self._states[nid] for nid in ids})
+            # the TopologyManager is started with max_task_retries=-1, so a check-in in flight when it
+            # restarts is run again by the new incarnation).
+            tm.checkin.remote({nid: self._states[nid] for nid in ids})
             self.last_heartbeat = time.time()
 
     def _warm_up(self) -> None:
@@ -327,15 +289,10 @@ class HostCalls:
         )
 
 
-def actor_name_store(federation: str) -> str:
-    return f"{federation}/{STATE_STORE}"
-
-
 __all__ = [
     "HostCalls",
     "HostedNode",
     "HostedProgram",
-    "NodeStateStore",
     "PoolConfig",
     "PoolHost",
     "decide_pool_size",

@@ -14,6 +14,7 @@ import ray
 from red.errors import TopologyError
 from red.runtime.messages import Message
 from red.runtime.node import actor_name
+from red.runtime.node_states import NodeStates
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,14 @@ class TopologyManager:
     Node handles are registered by the driver; several virtual nodes may share one host actor (the
     multiplexed pool), so messages are delivered per host in one call.
 
+    It also keeps the pooled virtual nodes' state between uses (``checkout``/``checkin``, a `NodeStates`):
+    an actor of its own for that cost a process, about 60 MB and a second of start-up CPU.
+
     Restarts lose nothing that matters: Ray re-runs the constructor with the same arguments, which carry
-    the graph (``ids``, ``topology``) and which pool host serves which virtual node (``hosted``), and a
-    handle not registered since is found by its actor name. The driver starts this actor with
+    the graph (``ids``, ``topology``), which pool host serves which virtual node (``hosted``) and the
+    pooled nodes' initial state (``states``: their data indices), and a handle not registered since is
+    found by its actor name. The hosts write their nodes' current state back after every batch, so
+    versions come back with the first check-ins. The driver starts this actor with
     ``max_task_retries=-1``, so calls in flight when it died are run again by the new incarnation
     (a message may then arrive twice; receivers already ignore updates they do not wait for).
     """
@@ -40,6 +46,7 @@ class TopologyManager:
         ids: Iterable[str] | None = None,
         topology: nx.Graph | None = None,
         hosted: dict[str, list[str]] | None = None,
+        states: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.federation = federation
         self.namespace = namespace
@@ -50,6 +57,7 @@ class TopologyManager:
         self._hosted_by.update({host: host for host in hosted or {}})
         self.delivered = 0
         self.refused = 0
+        self.states = NodeStates(states)
         self.incarnation = uuid.uuid4().hex
         if ids is not None and topology is not None:
             self.link_nodes(ids, topology)
@@ -149,6 +157,19 @@ class TopologyManager:
                 handle.deliver_to.remote(msg, ids)
         self.delivered += len(recipients)
         return len(recipients)
+
+    # --- pooled nodes' state ------------------------------------------------------------------
+    def checkout(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The states of ``ids`` (copies), for a host about to run them."""
+        return self.states.checkout(ids)
+
+    def checkin(self, states: dict[str, dict[str, Any]]) -> None:
+        """A host's nodes' states after a batch (sent without waiting; Ray keeps one caller's order)."""
+        self.states.checkin(states)
+
+    def state_versions(self) -> dict[str, int]:
+        """Each pooled node's version as last checked in."""
+        return self.states.versions()
 
     def ping(self) -> dict[str, Any]:
         """Which incarnation this is (it changes when Ray restarts the actor) and its process."""
