@@ -149,6 +149,20 @@ class FederatedBase:
                 strategy=self.placement_strategy,
                 timeout_seconds=self.placement_timeout_seconds,
             )
+        index = {nid: i + 1 for i, nid in enumerate(actors)}
+        wanted = list(actors) if node_ids is None else list(node_ids)
+        wanted = [self.nodes[n].host or n if n in self.nodes else n for n in wanted]
+        # Pool hosts first: Ray gives the first actors the worker processes it started ahead (as many as
+        # CPUs), and the hosts are the slow starters (torch), on the way to round 1.
+        wanted = sorted(dict.fromkeys(wanted), key=lambda n: n not in self.hosts)
+        new = {}
+        for nid in wanted:
+            vn = actors[nid]
+            if not vn.built:
+                new[nid] = vn.build(
+                    index[nid], self.pg, namespace=self.namespace, max_restarts=self.max_restarts,
+                    inbox_limit=limit_for_degree(self.graph.degree(nid) if nid in self.graph else 0),
+                )
         pending: list[Any] = []
         if self.tm is None:
             self.tm = (
@@ -168,20 +182,10 @@ class FederatedBase:
                 .remote(self.name, namespace=self.namespace, ids=list(self.nodes) + list(self.hosts),
                         topology=self.graph, hosted=self.hosted, states=self.initial_hosted_state)
             )
-            # Not waited for here: the broker actors and every node actor start at once (each is a
-            # process to launch; one after another, start-up took their sum).
+            # Not waited for here: the manager and every node actor start at once (each is a process
+            # to launch; one after another, start-up took their sum). Nodes look it up only when they
+            # first send, so it can come last.
             pending.append(self.tm.ping.remote())
-        index = {nid: i + 1 for i, nid in enumerate(actors)}
-        wanted = list(actors) if node_ids is None else list(node_ids)
-        wanted = [self.nodes[n].host or n if n in self.nodes else n for n in wanted]
-        new = {}
-        for nid in dict.fromkeys(wanted):
-            vn = actors[nid]
-            if not vn.built:
-                new[nid] = vn.build(
-                    index[nid], self.pg, namespace=self.namespace, max_restarts=self.max_restarts,
-                    inbox_limit=limit_for_degree(self.graph.degree(nid) if nid in self.graph else 0),
-                )
         ray.get(pending)
         if new:
             ray.get(self.tm.register.remote({n: h for n, h in new.items() if n not in self.hosts}))

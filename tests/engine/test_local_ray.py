@@ -92,9 +92,10 @@ out = {
     "raylet": [p for p in procs if "raylet/raylet" in p],
 }
 ray.shutdown()
+import ray._private.services as ray_services
 out["restored"] = [
     getattr(ray_node.Node, m).__qualname__ for m in ("start_api_server", "start_monitor")
-]
+] + [ray_services.get_node.__module__ + "." + ray_services.get_node.__qualname__]
 print("RESULT " + json.dumps(out))
 """
 
@@ -119,18 +120,21 @@ def test_local_ray_starts_no_dashboard_server_and_no_autoscaler_but_works() -> N
     assert out["answer"] == 42 and out["said"] == "red-local-ray-says-hello"
     assert out["forwarded"], "what actors print must still reach the terminal (the log monitor)"
     assert "Traceback" not in stderr, stderr[-3000:]
-    # The two Node methods are Ray's own again once ray.init returned.
-    assert out["restored"] == ["Node.start_api_server", "Node.start_monitor"]
+    # The functions the lean start replaces are Ray's own again once ray.init returned.
+    assert out["restored"] == ["Node.start_api_server", "Node.start_monitor", "ray._private.services.get_node"]
 
 
 @pytest.mark.ray
 def test_the_skipped_methods_come_back_when_ray_init_fails() -> None:
     """A typo in an init argument fails ray.init inside the lean start; Ray's Node is left as it was."""
     import ray._private.node as ray_node
+    import ray._private.services as ray_services
 
     from red.local_ray import SKIPPED, start_lean
 
     before = {m: ray_node.Node.__dict__[m] for m in SKIPPED}
+    get_node = ray_services.get_node
     with pytest.raises(RuntimeError, match="Unknown keyword argument"):
         start_lean(num_cpus=1, not_an_init_argument=True)
     assert {m: ray_node.Node.__dict__[m] for m in SKIPPED} == before
+    assert ray_services.get_node is get_node
