@@ -60,7 +60,7 @@ def _get_node_soon(original: Any) -> Any:
 
     def get_node(gcs_address: str, node_id: str) -> Any:
         try:
-            from ray._raylet import GcsClient
+            from ray._raylet import GcsClient  # type: ignore[attr-defined]
 
             client = GcsClient(address=gcs_address)
             deadline = time.monotonic() + REGISTER_WAIT_S
