@@ -21,6 +21,7 @@ end of round 1, peak total PSS of every process the system started (``/proc/*/sm
 process tree, sampled every 0.25 s), final accuracy; then the ratios issue 14 sets targets for.
 
     python bench/vs_flower.py [--clients 20] [--sample 1.0] [--rounds 15] [--systems floor pfl flower red]
+                              [--repeat 3]   # medians of 3 interleaved runs (a shared machine is noisy)
     python bench/vs_flower.py --clients 10000 --sample 0.1 --rounds 10
 """
 
@@ -424,19 +425,36 @@ def run_system(name: str, cmd: list[str], env: dict[str, str], timeout: float) -
     }
 
 
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One system's row over ``--repeat`` runs: the median of each figure, and the spread of the time to
+    round 1 (the figure the host's noise moves most). This machine is shared, so one run is one sample."""
+    ok = [r for r in runs if not r.get("failed")]
+    if not ok:
+        return runs[0]
+    med = {k: statistics.median(r[k] for r in ok) for k in ("perRound", "toRound1", "pssMiB", "accuracy", "load")}
+    return {
+        **ok[0], **med,
+        "perRoundMin": min(r["perRoundMin"] for r in ok), "perRoundMax": max(r["perRoundMax"] for r in ok),
+        "toRound1Min": min(r["toRound1"] for r in ok), "toRound1Max": max(r["toRound1"] for r in ok),
+        "runs": len(ok),
+    }
+
+
 def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     ok = {r["name"]: r for r in rows if not r.get("failed")}
     shards = "iid shards" if args.clients <= 100 else f"{args.per_client} samples each, bootstrap"
     lines = [f"workload: digits, {args.clients} clients ({shards}), "
              f"{args.sample:.0%} sampled per round, {args.rounds} rounds, 64-64-10 MLP, 1 epoch, batch {BATCH}, "
-             f"lr {LR}, FedAvg, central eval every round; {os.cpu_count()} CPUs",
+             f"lr {LR}, FedAvg, central eval every round; {os.cpu_count()} CPUs"
+             + (f"; median of {args.repeat} runs per system, interleaved" if args.repeat > 1 else ""),
              "",
              "| measure | " + " | ".join(ok) + " |",
              "|---|" + "---|" * len(ok)]
     fmt = [
         ("s/round, median after round 1 (min–max)",
          lambda r: f"{r['perRound']:.4f} ({r['perRoundMin']:.3f}–{r['perRoundMax']:.3f})"),
-        ("start to end of round 1 (s)", lambda r: f"{r['toRound1']:.1f}"),
+        ("start to end of round 1 (s)", lambda r: f"{r['toRound1']:.1f}" + (
+            f" ({r['toRound1Min']:.1f}–{r['toRound1Max']:.1f})" if r.get("runs", 1) > 1 else "")),
         ("peak PSS, all processes (MiB)", lambda r: f"{r['pssMiB']:.0f}"),
         ("final accuracy", lambda r: f"{r['accuracy']:.3f}"),
         ("machine load average when started", lambda r: f"{r['load']:.1f}"),
@@ -472,6 +490,8 @@ def main() -> None:
     ap.add_argument("--systems", nargs="+", default=["floor", "pfl", "flower", "red"],
                     choices=["floor", "pfl", "flower", "red"])
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per system")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run every system this many times, in turn, and print the medians")
     ap.add_argument("--json", help="also write the rows to this file")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--workload", help=argparse.SUPPRESS)
@@ -489,7 +509,7 @@ def main() -> None:
         return
 
     builds = start_venv_builds(args.systems)
-    rows = []
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.systems}
     with tempfile.TemporaryDirectory(prefix="red-vs-") as tmp:
         wl = Path(tmp) / "workload.npz"
         write_workload(wl, args.clients, args.per_client)
@@ -497,7 +517,7 @@ def main() -> None:
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "operator"), env.get("PYTHONPATH", "")])
         common_args = ["--clients", str(args.clients), "--sample", str(args.sample), "--rounds",
                        str(args.rounds), "--per-client", str(args.per_client), "--workload", str(wl)]
-        for name in args.systems:
+        for name in [n for _ in range(args.repeat) for n in args.systems]:
             if name in builds:
                 builds[name].join()
                 py = str(venv_python(name))
@@ -505,16 +525,17 @@ def main() -> None:
             else:
                 py, child_env = sys.executable, env
             print(f"running {name} ...", flush=True)
-            rows.append(run_system(name, [py, str(Path(__file__).resolve()), "--child", name, *common_args],
-                                   child_env, args.timeout))
-            r = rows[-1]
+            r = run_system(name, [py, str(Path(__file__).resolve()), "--child", name, *common_args],
+                           child_env, args.timeout)
+            runs[name].append(r)
             if not r.get("failed"):
                 print(f"  {name}: {r['perRound']:.4f} s/round, round 1 after {r['toRound1']:.1f} s, "
                       f"PSS {r['pssMiB']:.0f} MiB, accuracy {r['accuracy']:.3f}", flush=True)
+    rows = [combine(rs) for rs in runs.values()]
     print()
     print(table(rows, args))
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows, "runs": runs}, indent=1))
 
 
 if __name__ == "__main__":
