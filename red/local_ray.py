@@ -16,11 +16,11 @@ Ray's call, which now answers at once (0.25–0.3 s less, measured).
 
 Ray 2.60 has no switch for any of this, so `start_lean` replaces the two `Node` methods that start the
 idle processes and ``services.get_node`` for the length of one ``ray.init`` call and puts them back
-afterwards. Everything else is ``ray.init`` as
-usual: token authentication, the runtime environment, the log monitor that brings the actors' logs to
-the terminal, ``ray.shutdown``. Ray is pinned in pyproject.toml; ``tests/engine/test_local_ray.py``
-fails if a Ray upgrade renames these functions or starts the two processes some other way. A cluster
-reached with ``--address`` (and every KubeRay head) is untouched.
+afterwards. Everything else is ``ray.init`` as usual: token authentication, the runtime environment, the
+log monitor that brings the actors' logs to the terminal, ``ray.shutdown``. Ray is pinned in
+pyproject.toml; ``tests/engine/test_local_ray.py`` fails if a Ray upgrade renames these functions or
+starts the two processes some other way. A cluster reached with ``--address`` (and every KubeRay head)
+is untouched.
 """
 
 from __future__ import annotations
@@ -63,9 +63,9 @@ def _get_node_soon(original: Any) -> Any:
             from ray._raylet import GcsClient  # type: ignore[attr-defined]
 
             client = GcsClient(address=gcs_address)
-            deadline = time.monotonic() + REGISTER_WAIT_S
+            deadline = time.monotonic() + REGISTER_WATCH_S
             while time.monotonic() < deadline:
-                if any(k.hex() == node_id for k in client.get_all_node_info(timeout=REGISTER_WAIT_S)):
+                if any(k.hex() == node_id for k in client.get_all_node_info(timeout=2)):
                     break
                 time.sleep(0.05)
         except Exception:  # only a shortcut: Ray's own call below waits, and reports what is wrong
@@ -75,9 +75,9 @@ def _get_node_soon(original: Any) -> Any:
     return get_node
 
 
-# How long to watch for the raylet's registration before leaving it to Ray's own wait (which gives up
-# after 30 s with its own message).
-REGISTER_WAIT_S = 30.0
+# How long to watch for the raylet's registration (it takes 1-2 s) before leaving it to Ray's own wait,
+# which gives up 30 s later with its own message.
+REGISTER_WATCH_S = 10.0
 
 
 @contextlib.contextmanager
