@@ -27,9 +27,3 @@ class NodeStates:
     def checkin(self, states: dict[str, dict[str, Any]]) -> None:
         for nid, st in states.items():
             self._state[nid] = st
-
-    def versions(self) -> dict[str, int]:
-        return {nid: int(st.get("version", 0)) for nid, st in self._state.items()}
-
-    def __len__(self) -> int:
-        return len(self._state)

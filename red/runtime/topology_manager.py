@@ -167,10 +167,6 @@ class TopologyManager:
         """A host's nodes' states after a batch (sent without waiting; Ray keeps one caller's order)."""
         self.states.checkin(states)
 
-    def state_versions(self) -> dict[str, int]:
-        """Each pooled node's version as last checked in."""
-        return self.states.versions()
-
     def ping(self) -> dict[str, Any]:
         """Which incarnation this is (it changes when Ray restarts the actor) and its process."""
         return {"incarnation": self.incarnation, "pid": os.getpid(), "edges": self.graph.number_of_edges()}
