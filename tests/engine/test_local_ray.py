@@ -1,7 +1,8 @@
 """`red run`'s local Ray (red.local_ray): the processes a run uses, and none that it does not.
 
-Each case starts its own Ray in a subprocess, because the test session's Ray is already running in this
-one, and reads the process table of what that Ray started.
+The first case starts its own Ray in a subprocess, because the test session's Ray may already run in
+this one, and reads the process table of what that Ray started. The second fails ``ray.init`` before it
+starts anything, so it runs here.
 """
 
 from __future__ import annotations
