@@ -37,11 +37,9 @@ import ray._private.services as ray_services
 
 from red.errors import RedError
 
-# Methods of ray._private.node.Node that start a process a local federation run does not use.
-SKIPPED: dict[str, str] = {
-    "start_api_server": "the dashboard's API server",
-    "start_monitor": "the autoscaler monitor",
-}
+# Methods of ray._private.node.Node that start a process a local federation run does not use: the
+# dashboard's API server and the autoscaler monitor.
+SKIPPED: tuple[str, ...] = ("start_api_server", "start_monitor")
 _lock = threading.Lock()
 
 

@@ -1,4 +1,5 @@
-"""Small helpers shared by tests: build Federation objects from dicts without YAML files."""
+"""Small helpers shared by tests: build Federation objects from dicts without YAML files, and read the
+process table (what a local Ray started)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,27 @@ def wait_until(
         time.sleep(poll_s)
     extra = f"\n--- log ---\n{log()[-6000:]}" if log else ""
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last seen: {last!r}{extra}")
+
+
+def cmdline(pid: int) -> str:
+    """``pid``'s command line, arguments joined by spaces ("" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process below it, from the parent pids in /proc (Linux)."""
+    parent = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += [c for c, pp in parent.items() if pp == pid]
+    return found

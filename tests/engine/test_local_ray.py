@@ -22,31 +22,7 @@ import io, json, os, sys, time
 import ray
 import ray._private.node as ray_node
 from red.runner import init_ray
-
-def descendants():
-    parent = {}
-    for e in os.listdir("/proc"):
-        if e.isdigit():
-            try:
-                with open(f"/proc/{e}/stat") as f:
-                    parent[int(e)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                pass
-    family, grew = {os.getpid()}, True
-    while grew:
-        grew = False
-        for pid, ppid in parent.items():
-            if ppid in family and pid not in family:
-                family.add(pid)
-                grew = True
-    lines = []
-    for pid in family - {os.getpid()}:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                lines.append(f.read().replace(b"\\0", b" ").decode())
-        except OSError:
-            pass
-    return lines
+from tests.helpers import cmdline, descendants
 
 init_ray(num_cpus=1)
 
@@ -79,7 +55,7 @@ while not forwarded and time.monotonic() < deadline:
     forwarded = any("red-local-ray-says-hello" in s for t in (sys.stdout, sys.stderr) for s in t.seen)
     time.sleep(0.1)
 sys.stdout, sys.stderr = sys.stdout.inner, sys.stderr.inner
-procs = descendants()
+procs = [cmdline(pid) for pid in descendants(os.getpid())[1:]]
 node = ray._private.worker._global_node
 out = {
     "answer": answer,

@@ -34,12 +34,11 @@ pytestmark = pytest.mark.ray
 SCRIPT = textwrap.dedent(
     """
     import json, os, signal, time
-    from pathlib import Path
     import ray
     from ray.cluster_utils import Cluster
     from red.runner import run_federation
     from red.sinks import CallbackSink
-    from tests.helpers import make_fed
+    from tests.helpers import cmdline, descendants, make_fed
 
     # Health checks every second, three misses: the GCS gives up on a silent node after about 3 s, not 15.
     checks = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
@@ -49,26 +48,6 @@ SCRIPT = textwrap.dedent(
     worker = cluster.add_node(num_cpus=2, num_gpus=1)
     ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
     reports, lost_at, frozen = [], [], []
-
-    def cmdline(pid):
-        try:
-            return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\\0", b" ").decode(errors="replace")
-        except OSError:
-            return ""
-
-    def descendants(root):
-        parent = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-        found, todo = [], [root]
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            todo += [c for c, pp in parent.items() if pp == pid]
-        return found
 
     def on_report(report):
         reports.append(report)
