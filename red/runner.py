@@ -59,8 +59,9 @@ def init_ray(
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True, **extra)
         return True
-    # Without the dashboard's API server and the autoscaler monitor (see red.local_ray: neither serves
-    # a local run, and they cost 1.3 s before the first round and 170 MB).
+    # Without the dashboard's API server, the autoscaler monitor and Ray's dashboard agent, and without
+    # the raylet's one-second polls (see red.local_ray: none serves a local run; 2 s before the first
+    # round and 300 MB).
     start_lean(num_cpus=num_cpus or os.cpu_count() or 2, logging_level=logging.WARNING, log_to_driver=True, **extra)
     return True
 

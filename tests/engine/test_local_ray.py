@@ -1,5 +1,9 @@
 """`red run`'s local Ray (red.local_ray): the processes a run uses, and none that it does not.
 
+Covered here: no dashboard server and no autoscaler monitor; `red.lean_agent` in place of Ray's
+dashboard agent (its port files say "not served", and it ends with the raylet); the runtime-env agent,
+the GCS, the raylet and the log monitor as usual; Ray's functions put back afterwards.
+
 The first case starts its own Ray in a subprocess, because the test session's Ray may already run in
 this one, and reads the process table of what that Ray started. The second fails ``ray.init`` before it
 starts anything, so it runs here.
@@ -36,6 +40,11 @@ def shout(s):
     print(s)  # reaches this driver's stderr through the log monitor
     return s
 
+@ray.remote
+def connect_retry_ms():
+    # A worker's config is the raylet's (Ray hands its system config to every process it starts).
+    return ray._raylet.Config.raylet_client_connect_timeout_milliseconds()
+
 class Tee(io.TextIOBase):
     # Ray's log monitor forwards what actors print to this driver's sys.stdout/sys.stderr.
     def __init__(self, inner):
@@ -56,10 +65,12 @@ while not forwarded and time.monotonic() < deadline:
     time.sleep(0.1)
 sys.stdout, sys.stderr = sys.stdout.inner, sys.stderr.inner
 procs = [cmdline(pid) for pid in descendants(os.getpid())[1:]]
+retry_ms = ray.get(connect_retry_ms.remote())
 node = ray._private.worker._global_node
 out = {
     "answer": answer,
     "said": said,
+    "retry_ms": retry_ms,
     "forwarded": forwarded,
     "kinds": sorted(node.all_processes),
     "dashboard": [p for p in procs if "dashboard/dashboard.py" in p],
@@ -67,12 +78,26 @@ out = {
     "log_monitor": [p for p in procs if "log_monitor.py" in p],
     "gcs": [p for p in procs if "gcs_server" in p],
     "raylet": [p for p in procs if "raylet/raylet" in p],
+    "ray_agent": [p for p in procs if "dashboard/agent.py" in p],
+    # (the raylet's own command line names it too, in --dashboard_agent_command)
+    "lean_agent": [p for p in procs if "red/lean_agent.py" in p and "raylet/raylet" not in p],
+    "runtime_env_agent": [p for p in procs if "runtime_env/agent/main.py" in p],
 }
+session = node.get_session_dir_path()
+out["port_files"] = {
+    name: open(os.path.join(session, ray._raylet.get_port_filename(node.node_id, getattr(ray._raylet, name)))).read()
+    for name in ("METRICS_AGENT_PORT_NAME", "METRICS_EXPORT_PORT_NAME", "DASHBOARD_AGENT_LISTEN_PORT_NAME")
+}
+agents = [pid for pid in descendants(os.getpid()) if cmdline(pid) in out["lean_agent"]]
 ray.shutdown()
+deadline = time.monotonic() + 10
+while any(cmdline(pid) for pid in agents) and time.monotonic() < deadline:
+    time.sleep(0.1)
+out["agents_left"] = [cmdline(pid) for pid in agents if cmdline(pid)]
 import ray._private.services as ray_services
 out["restored"] = [
     getattr(ray_node.Node, m).__qualname__ for m in ("start_api_server", "start_monitor")
-] + [ray_services.get_node.__module__ + "." + ray_services.get_node.__qualname__]
+] + [f.__module__ + "." + f.__qualname__ for f in (ray_services.get_node, ray_services.start_ray_process)]
 print("RESULT " + json.dumps(out))
 """
 
@@ -93,12 +118,24 @@ def test_local_ray_starts_no_dashboard_server_and_no_autoscaler_but_works() -> N
     assert out["monitor"] == [], out
     assert "dashboard" not in out["kinds"] and "monitor" not in out["kinds"], out["kinds"]
     # Kept: what a run needs.
-    assert out["gcs"] and out["raylet"] and out["log_monitor"], out
+    assert out["gcs"] and out["raylet"] and out["log_monitor"] and out["runtime_env_agent"], out
+    # Ray's dashboard agent is replaced by red.lean_agent, which says "not served" for all three ports
+    # (what Ray's minimal install writes) and ends with the raylet.
+    assert out["ray_agent"] == [] and len(out["lean_agent"]) == 1, out
+    assert set(out["port_files"].values()) == {"-1"}, out["port_files"]
+    assert out["agents_left"] == [], "the lean agent must exit with its raylet"
+    # The raylet retries its object-store connection every 20 ms, not every second.
+    assert out["retry_ms"] == 20, out["retry_ms"]
     assert out["answer"] == 42 and out["said"] == "red-local-ray-says-hello"
     assert out["forwarded"], "what actors print must still reach the terminal (the log monitor)"
     assert "Traceback" not in stderr, stderr[-3000:]
     # The functions the lean start replaces are Ray's own again once ray.init returned.
-    assert out["restored"] == ["Node.start_api_server", "Node.start_monitor", "ray._private.services.get_node"]
+    assert out["restored"] == [
+        "Node.start_api_server",
+        "Node.start_monitor",
+        "ray._private.services.get_node",
+        "ray._private.services.start_ray_process",
+    ]
 
 
 @pytest.mark.ray
@@ -110,8 +147,37 @@ def test_the_skipped_methods_come_back_when_ray_init_fails() -> None:
     from red.local_ray import SKIPPED, start_lean
 
     before = {m: ray_node.Node.__dict__[m] for m in SKIPPED}
-    get_node = ray_services.get_node
+    get_node, start_ray_process = ray_services.get_node, ray_services.start_ray_process
     with pytest.raises(RuntimeError, match="Unknown keyword argument"):
         start_lean(num_cpus=1, not_an_init_argument=True)
     assert {m: ray_node.Node.__dict__[m] for m in SKIPPED} == before
     assert ray_services.get_node is get_node
+    assert ray_services.start_ray_process is start_ray_process
+
+
+def test_the_raylet_command_gets_the_lean_agent_and_keeps_everything_else() -> None:
+    import ray._raylet as ray_raylet
+
+    from red.errors import RedError
+    from red.local_ray import LEAN_AGENT, lean_agent_command
+
+    node = "ab" * 28
+    command = [
+        "/x/raylet",
+        "--session_dir=/tmp/ray/session_1",
+        f"--node_id={node}",
+        "--dashboard_agent_command=/usr/bin/python -u /x/dashboard/agent.py --node-id=x",
+        "--runtime_env_agent_command=/usr/bin/python -u /x/runtime_env/agent/main.py",
+    ]
+    out = lean_agent_command(command)
+    assert out[:3] == command[:3] and out[4:] == command[4:]
+    agent = out[3].removeprefix("--dashboard_agent_command=").split()
+    assert agent[:4] == [sys.executable, "-u", "-I", str(LEAN_AGENT)]
+    assert agent[4:] == [
+        f"/tmp/ray/session_1/{ray_raylet.get_port_filename(node, getattr(ray_raylet, n))}"
+        for n in ("METRICS_AGENT_PORT_NAME", "METRICS_EXPORT_PORT_NAME", "DASHBOARD_AGENT_LISTEN_PORT_NAME")
+    ]
+    # A Ray that starts its raylet some other way gets a message, not a raylet with Ray's own agent.
+    for missing in ("--session_dir", "--node_id", "--dashboard_agent_command"):
+        with pytest.raises(RedError, match=f"without one {missing}="):
+            lean_agent_command([a for a in command if not a.startswith(missing)])
