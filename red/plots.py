@@ -118,7 +118,8 @@ def topology_figure(fed: Federation) -> Any:
     )
     if labelled:
         nx.draw_networkx_labels(g, pos, labels, ax=ax, font_size=LABEL_FONT_SIZE, font_color="white")
-    present = [r for r in ROLE_STYLE if r in set(roles.values())]
+    used = set(roles.values())
+    present = [r for r in ROLE_STYLE if r in used]
     handles = [
         Line2D([], [], marker="o", linestyle="", markersize=9, color=ROLE_STYLE[r][0], label=ROLE_STYLE[r][1])
         for r in present
