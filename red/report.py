@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from red.spec.status import HEALTHY, EngineReport, Health, finite_metrics
+from red.spec.health import HEALTHY, Health
 
 HealthName = Literal["Pending", "Alive", "Restarting", "Dead", "Finished"]
 
@@ -57,6 +57,10 @@ class Report:
     """The newest checkpoint saved or resumed from: {round, path, time}."""
 
     def to_dict(self) -> dict[str, Any]:
+        # Here, not at the top: the runtime's actors import this module, and only the driver writes
+        # reports (the status model is pydantic; see red.spec.health).
+        from red.spec.status import EngineReport, finite_metrics
+
         metrics, _ = finite_metrics({k: round(v, 6) for k, v in self.metrics.items()})
         d: dict[str, Any] = {
             "event": self.event,

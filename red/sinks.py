@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from red.report import compact
-from red.spec.status import HEALTHY
+from red.spec.health import HEALTHY
 
 
 class Sink(Protocol):

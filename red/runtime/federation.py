@@ -31,7 +31,7 @@ from red.runtime.node import TOPOLOGY_MANAGER, VirtualNode, actor_name
 from red.runtime.pool import PoolConfig
 from red.runtime.recovery import Recoveries
 from red.runtime.topology_manager import TopologyManager
-from red.spec.status import Health
+from red.spec.health import Health
 
 log = logging.getLogger(__name__)
 

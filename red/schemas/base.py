@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import networkx as nx
 
@@ -17,7 +17,9 @@ from red.runtime.messages import VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.pool import PoolConfig, PoolHost, decide_pool_size
 from red.runtime.task_node import BuildConfig, TaskNode
-from red.spec.model import Federation
+
+if TYPE_CHECKING:  # the spec model is pydantic: the actors these modules define never need it
+    from red.spec.model import Federation
 
 
 def client_ids(clients: int) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
@@ -33,8 +33,10 @@ from red.schemas.star import (
     StarServer,
     collect_updates,
 )
-from red.spec.model import Federation
-from red.spec.status import Health
+from red.spec.health import Health
+
+if TYPE_CHECKING:  # the spec model is pydantic: the actors these modules define never need it
+    from red.spec.model import Federation
 
 
 def head_id(group: int) -> str:

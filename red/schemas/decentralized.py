@@ -14,7 +14,7 @@ the node models from their average, `red.aggregation.consensus_distance`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
@@ -24,8 +24,10 @@ from red.runtime.messages import RoundRecord, VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.task_node import TaskNode
 from red.schemas.base import Schema, client_ids
-from red.spec.model import Federation
-from red.spec.status import Health
+from red.spec.health import Health
+
+if TYPE_CHECKING:  # the spec model is pydantic: the actors these modules define never need it
+    from red.spec.model import Federation
 
 FEDERATION_ENTRY = "__federation__"
 

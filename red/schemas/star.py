@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -19,9 +19,11 @@ from red.runtime.node import VirtualNode
 from red.runtime.pool import HostCalls, HostedNode, HostedProgram
 from red.runtime.task_node import TaskNode, sample_clients
 from red.schemas.base import Schema, client_ids
-from red.spec.model import Federation
-from red.spec.status import Health
+from red.spec.health import Health
 from red.tasks.base import Task
+
+if TYPE_CHECKING:  # the spec model is pydantic: the actors these modules define never need it
+    from red.spec.model import Federation
 
 SERVER = "server"
 

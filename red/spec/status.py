@@ -23,6 +23,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+# Re-exported: Health lives in its own pydantic-free module for the runtime's actors (see there).
+from red.spec.health import HEALTHY as HEALTHY
+from red.spec.health import Health as Health
+
 
 class Phase(StrEnum):
     """`Federation.status.phase`. Conditions are the truth; the phase is for display."""
@@ -38,17 +42,6 @@ class Phase(StrEnum):
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 
 
-class Health(StrEnum):
-    """A virtual node's health as the engine's supervisor sees it."""
-
-    PENDING = "Pending"
-    ALIVE = "Alive"
-    RESTARTING = "Restarting"
-    DEAD = "Dead"
-    FINISHED = "Finished"
-
-
-HEALTHY = frozenset({Health.ALIVE, Health.FINISHED})
 
 
 class Event(StrEnum):
