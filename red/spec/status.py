@@ -42,8 +42,6 @@ class Phase(StrEnum):
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
 
 
-
-
 class Event(StrEnum):
     START = "start"
     ROUND = "round"
