@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from red.spec import Federation, FederationSpec, load_federation
 
 # Loaded on first use: every Ray worker that runs Red's actors imports this package, and none of them
-# needs the spec model (pydantic) or the registries (0.3-0.5 s of start-up CPU in each).
+# needs the spec model (pydantic) or the registries (see red.spec.health).
 _FROM = {
     **dict.fromkeys(("algorithms", "schemas", "tasks"), "red.registry"),
     **dict.fromkeys(("Federation", "FederationSpec", "load_federation"), "red.spec"),

@@ -1,7 +1,8 @@
 """A virtual node's health: the one piece of the status contract that the runtime's actors use.
 
 Its own module, free of pydantic, so that a Ray worker running Red's actors does not build the spec and
-status models it never reads (0.3-0.5 s of start-up CPU in each of them). `red.spec.status` re-exports it.
+status models it never reads (0.1-0.5 s of start-up each, more under load; round 1 came 0.3 s sooner).
+`red.spec.status` re-exports it.
 """
 
 from __future__ import annotations
