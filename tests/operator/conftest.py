@@ -95,9 +95,13 @@ def red_operator(
     federation_crd: str,
     ray_head: RayHead,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> Iterator[OperatorControl]:
-    """The operator, watching the test's namespace, pointed at the local Ray head."""
-    control = OperatorControl(kube_cluster, kube_namespace, ray_head, tmp_path / "operator")
+    """The operator, watching the test's namespace, pointed at the local Ray head; a test's
+    `@pytest.mark.operator_env(NAME=value)` adds settings to its environment."""
+    marker = request.node.get_closest_marker("operator_env")
+    env = {k: str(v) for k, v in marker.kwargs.items()} if marker else None
+    control = OperatorControl(kube_cluster, kube_namespace, ray_head, tmp_path / "operator", env=env)
     try:
         yield control
     finally:

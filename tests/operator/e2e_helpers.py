@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +16,6 @@ from tests.fixtures.cluster import KubeCluster, kubectl_json
 from tests.helpers import wait_until as wait_until  # re-exported for the e2e tests
 
 REPO = Path(__file__).resolve().parents[2]
-
-
 
 
 def federation(name: str, **spec: Any) -> dict[str, Any]:
@@ -69,3 +71,33 @@ def events(cluster: KubeCluster, namespace: str, name: str) -> list[dict[str, An
         cluster, "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}"
     )["items"]
     return items
+
+
+@contextlib.contextmanager
+def status_watch(cluster: KubeCluster, namespace: str, name: str) -> Iterator[list[tuple[str, int]]]:
+    """Every (phase, round) the Federation's status held while the block ran, in order, from a watch:
+    polling can miss the rounds of a short run altogether."""
+    seen: list[tuple[str, int]] = []
+    template = '{.status.phase} {.status.round}{"\\n"}'
+    proc = subprocess.Popen(
+        [str(cluster.bin_dir / "kubectl"), "--kubeconfig", str(cluster.kubeconfig), "get", "federation", name,
+         "-n", namespace, "--watch", "-o", f"jsonpath={template}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            phase, _, round_ = line.strip().partition(" ")
+            seen.append((phase, int(round_ or 0)))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield seen
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        reader.join(timeout=10)
