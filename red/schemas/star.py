@@ -11,7 +11,7 @@ import networkx as nx
 import numpy as np
 
 from red import topology
-from red.aggregation import Params, subtract, weighted_mean
+from red.aggregation import Params, RunningWeightedMean, subtract
 from red.algorithms.base import Accumulator, Algorithm, Update, pre_aggregates
 from red.errors import FederationFailed
 from red.runtime.messages import Message, RoundRecord, VersionEntry
@@ -323,15 +323,20 @@ class StarClientProgram(HostedProgram):
         host = self.host
         parts: list[dict[str, Any]] = []
         versions: dict[str, int] = {}
+        # "mean" folds each update in as it is made: one model's worth of memory for the batch, where
+        # keeping every update until the end held 30 MB more per host at 500 clients a batch (10,000
+        # clients, 10% a round), and glibc kept the high-water mark.
+        mean = RunningWeightedMean() if combine == "mean" else None
         for node in nodes:
             update, _ = local_update(host.task, host.model, node.data, node.id, msg.body, asynchronous=False)
             versions[node.id] = node.update_version()
-            parts.append({"node": node.id, **update})
-        if combine == "mean":
-            weights = [max(int(p["numSamples"]), 1) for p in parts]
-            parts = [{"node": nodes[0].id, "members": [n.id for n in nodes],
-                      "params": weighted_mean([p["params"] for p in parts], weights),
-                      "numSamples": sum(weights), "baseVersion": msg.body["version"], "metrics": {}}]
+            if mean is not None:
+                mean.add(update["params"], max(int(update["numSamples"]), 1))
+            else:
+                parts.append({"node": node.id, **update})
+        if mean is not None:
+            parts = [{"node": nodes[0].id, "members": [n.id for n in nodes], "params": mean.result(),
+                      "numSamples": int(mean.total_weight), "baseVersion": msg.body["version"], "metrics": {}}]
         body = {"round": msg.body["round"], "parts": parts, "version": versions[nodes[0].id],
                 "memberVersions": versions}
         host.send_for([n.id for n in nodes], "update", body, to=str(msg.sender))
