@@ -73,6 +73,25 @@ class RunningWeightedMean:
         self.total_weight += weight
         self.count += 1
 
+    def merge(self, other: RunningWeightedMean) -> None:
+        """Fold in another running mean's updates (a forked trainer's share of a batch): the same sums
+        as if its updates had been added here, in float64, compensation included."""
+        if not other.count:
+            return
+        if self.count and list(other._sum) != list(self._sum):
+            raise ValueError(f"updates disagree on parameter names: {sorted(other._sum)} vs {sorted(self._sum)}")
+        for k, x in other._sum.items():
+            if k not in self._sum:
+                self._sum[k], self._comp[k] = x.copy(), other._comp[k].copy()
+                self._dtypes[k] = other._dtypes[k]
+                continue
+            s = self._sum[k]
+            t = s + x
+            self._comp[k] += np.where(np.abs(s) >= np.abs(x), (s - t) + x, (x - t) + s) + other._comp[k]
+            self._sum[k] = t
+        self.total_weight += other.total_weight
+        self.count += other.count
+
     def result(self) -> Params:
         if not self.count:
             raise ValueError("cannot aggregate zero updates")

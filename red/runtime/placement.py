@@ -51,6 +51,11 @@ def cluster_capacity() -> tuple[float, float] | None:
     return float(total.get("CPU", 0.0)), float(total.get("memory", 0.0))
 
 
+def node_cpus() -> list[float]:
+    """CPUs of each live node of the Ray cluster this process is connected to."""
+    return [float(n.get("Resources", {}).get("CPU", 0.0)) for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+
+
 def create_placement_group(
     name: str, bundles: list[Bundle], *, strategy: str = "PACK", timeout_seconds: float = 60.0
 ) -> Any:

@@ -14,7 +14,10 @@ task regardless of how many nodes it serves, so its memory is flat in the number
 restarted host loses nothing but the message it was working on.
 
 Who decides (see `decide_pool_size`): ``spec.resources.maxActors`` when set (the most node actors the
-federation may start); otherwise the engine, from the Ray cluster's CPUs and memory at start-up.
+federation may start); otherwise the engine, from the Ray cluster's CPUs and memory at start-up. When
+the engine decides, hosts on CPUs whose program trains a batch in shares (a synchronous star round) are
+also grouped (`group_slots`): one host per Ray node's worth of cores, each with trainers forked from it
+(`red.runtime.forked`) that share its torch, instead of one torch process per core.
 """
 
 from __future__ import annotations
@@ -23,16 +26,17 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import ray
 from ray.exceptions import RayActorError
 
 from red.aggregation import Params
 from red.errors import FederationFailed, TopologyError
+from red.runtime.forked import ForkedTrainers
 from red.runtime.messages import INLINE_LIMIT_BYTES, Message, payload_bytes
 from red.runtime.node import actor_name, deliver_direct
-from red.runtime.task_node import TaskNode
+from red.runtime.task_node import TaskNode, assigned_gpu
 
 # What one torch node actor costs (measured: about 270 MB RSS); used only for the engine's default.
 ACTOR_MEMORY_BYTES = 300 * 1024**2
@@ -69,6 +73,19 @@ def decide_pool_size(
     if total <= fit:
         return None
     return max(1, min(fit - fixed, math.ceil(cluster_cpus), poolable))
+
+
+def group_slots(slots: int, node_cpus: list[float]) -> tuple[int, int]:
+    """(hosts, processes per host) for ``slots`` training processes on a Ray cluster whose nodes have
+    ``node_cpus`` CPUs: as few hosts as fit one per node's cores, the slots shared evenly among them.
+    Each host is one actor (one torch) plus ``processes - 1`` trainers forked from it. Nodes without a
+    whole CPU (a KubeRay head started with ``num-cpus: 0``) host none."""
+    if slots <= 1:
+        return max(slots, 1), 1
+    usable = [math.floor(c) for c in node_cpus if c >= 1]
+    per_node = max(1, min(usable)) if usable else 1
+    hosts = math.ceil(slots / min(per_node, slots))
+    return hosts, math.ceil(slots / hosts)
 
 
 class HostedNode:
@@ -110,7 +127,8 @@ class HostedProgram:
 
     def on_batch(self, nodes: list[HostedNode], msg: Message) -> None:
         """``msg`` for every node of ``nodes`` (one delivery to this host). By default each node
-        handles it in turn; override to answer for the whole batch at once."""
+        handles it in turn; override to answer for the whole batch at once (and to share it out
+        among the host's forked trainers, ``host.trainers``)."""
         for node in nodes:
             self.on_message(node, msg)
 
@@ -118,10 +136,13 @@ class HostedProgram:
 @dataclass(frozen=True)
 class PoolConfig:
     """A pool host's run configuration: it serves its virtual nodes with ``program``, which gets
-    ``program_config`` (what one of those nodes would have been given on an actor of its own)."""
+    ``program_config`` (what one of those nodes would have been given on an actor of its own).
+    ``trainers``: processes the host forks to train beside it (`red.runtime.forked`); only programs
+    whose ``on_batch`` shares batches out use them."""
 
     program: type[HostedProgram]
     program_config: Any = None
+    trainers: int = 0
 
 
 class PoolHost(TaskNode):
@@ -149,6 +170,7 @@ class PoolHost(TaskNode):
         # evaluation (`evaluate`): never both at once.
         self._model_lock = threading.Lock()
         self._test: Any = None
+        self.trainers: ForkedTrainers | None = None
 
     def initial_params(self) -> Params:
         return self._initial
@@ -215,6 +237,18 @@ class PoolHost(TaskNode):
         prog = config.program(self, config.program_config)
         tm = self._topology_manager()  # it keeps the hosted nodes' state (red.runtime.node_states)
         self._warm_up()
+        # Forked after the warm-up, so that the trainers share the partitioned data and torch's first
+        # kernels too. Never with a GPU: CUDA does not survive a fork.
+        if config.trainers > 0 and not assigned_gpu():
+            self.trainers = ForkedTrainers(config.trainers, context=self)
+        try:
+            self._serve(prog, tm)
+        finally:
+            if self.trainers is not None:
+                self.trainers.close()
+                self.trainers = None
+
+    def _serve(self, prog: HostedProgram, tm: Any) -> NoReturn:
         while True:
             msg = self.receive(timeout=1.0)  # raises StopNode when the federation stops
             if msg is None or msg.header != "__hosted__":
@@ -228,9 +262,9 @@ class PoolHost(TaskNode):
                 self._states.update(ray.get(tm.checkout.remote(missing)))
             self._prefetch_neighbors(ids)
             nodes = [HostedNode(self, nid, self._states[nid]) for nid in ids]
+            self.served += len(nodes)  # counted before the answer goes out, so a finished round counts whole
             with self._model_lock:
                 prog.on_batch(nodes, inner)
-            self.served += len(nodes)
             # Written through without waiting: Ray runs one caller's calls to an actor in order (and
             # the TopologyManager is started with max_task_retries=-1, so a check-in in flight when it
             # restarts is run again by the new incarnation).
@@ -249,8 +283,11 @@ class PoolHost(TaskNode):
     def stats(self) -> dict[str, Any]:
         import resource
 
+        trainers = self.trainers
         return {"id": self.id, "served": self.served,
-                "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
+                "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "trainers": [trainers.pids[i] for i in trainers.live] if trainers is not None else [],
+                "trainerCalls": trainers.answered if trainers is not None else 0}
 
 
 class HostCalls:
@@ -296,4 +333,5 @@ __all__ = [
     "PoolConfig",
     "PoolHost",
     "decide_pool_size",
+    "group_slots",
 ]

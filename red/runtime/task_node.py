@@ -45,7 +45,7 @@ class TaskNode(FederatedNode):
         torch.set_num_threads(config.threads)
         self.task = config.make_task()
         self.model = self.task.create_model()
-        if torch.cuda.is_available() and _assigned_gpu():
+        if torch.cuda.is_available() and assigned_gpu():
             self.model = self.model.cuda()
         index = config.index
         self.data = self.task.client_data(index) if "train" in self.roles and index >= 0 else None
@@ -59,7 +59,7 @@ class TaskNode(FederatedNode):
         self.task.set_params(self.model, params)
 
 
-def _assigned_gpu() -> bool:
+def assigned_gpu() -> bool:
     try:
         return bool(ray.get_gpu_ids())
     except Exception:

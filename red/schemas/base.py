@@ -15,7 +15,7 @@ from red.runtime import placement
 from red.runtime.federation import Emit, FederatedBase, NodeUnavailable
 from red.runtime.messages import VersionEntry
 from red.runtime.node import VirtualNode
-from red.runtime.pool import PoolConfig, PoolHost, decide_pool_size
+from red.runtime.pool import PoolConfig, PoolHost, decide_pool_size, group_slots
 from red.runtime.task_node import BuildConfig, TaskNode
 
 if TYPE_CHECKING:  # the spec model is pydantic: the actors these modules define never need it
@@ -119,12 +119,16 @@ class Schema(FederatedBase):
         program: type,
         program_config: Any = None,
         initial_state: dict[str, dict[str, Any]] | None = None,
+        *,
+        forks: bool = False,
     ) -> int:
         """Multiplex the nodes ``ids`` onto a pool of host actors running ``program`` (given
         ``program_config``, the run configuration of the nodes it stands in for) when one actor
         per node does not fit. ``spec.resources.maxActors`` decides when set; otherwise the engine,
-        from the Ray cluster's CPUs and memory (`red.runtime.pool.decide_pool_size`). Returns the
-        number of hosts (0: no pool)."""
+        from the Ray cluster's CPUs and memory (`red.runtime.pool.decide_pool_size`), and with
+        ``forks`` (the program shares its batches out) on CPUs, groups those processes into one host
+        per Ray node's cores with trainers forked from it (`red.runtime.pool.group_slots`). Returns
+        the number of hosts (0: no pool)."""
         res = self.spec.resources
         cpus = mem = 0.0
         if res.max_actors is None:
@@ -142,9 +146,14 @@ class Schema(FederatedBase):
         )
         if n is None:
             return 0
-        hosts = [self.node(f"pool-{k}", "train", template=PoolHost) for k in range(n)]
-        self.pool(ids, hosts, PoolConfig(program, program_config), initial_state)
-        return n
+        count, processes = n, 1
+        if forks and res.max_actors is None and not res.per_node.gpu:
+            count, processes = group_slots(n, placement.node_cpus())
+        hosts = [self.node(f"pool-{k}", "train", template=PoolHost) for k in range(count)]
+        for h in hosts:  # a host asks Ray for the cores its trainers use too
+            h.num_cpus = res.per_node.cpu * processes
+        self.pool(ids, hosts, PoolConfig(program, program_config, trainers=processes - 1), initial_state)
+        return count
 
     # --- the loop ----------------------------------------------------------------------------
     def run(self, emit: Emit) -> Report:

@@ -14,6 +14,7 @@ from red import topology
 from red.aggregation import Params, RunningWeightedMean, subtract
 from red.algorithms.base import Accumulator, Algorithm, Update, pre_aggregates
 from red.errors import FederationFailed
+from red.runtime.forked import TrainerLost
 from red.runtime.messages import Message, RoundRecord, VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.pool import HostCalls, HostedNode, HostedProgram
@@ -321,25 +322,75 @@ class StarClientProgram(HostedProgram):
             super().on_batch(nodes, msg)
             return
         host = self.host
-        parts: list[dict[str, Any]] = []
-        versions: dict[str, int] = {}
-        # "mean" folds each update in as it is made: one model's worth of memory for the batch, where
-        # keeping every update until the end held 30 MB more per host at 500 clients a batch (10,000
-        # clients, 10% a round), and glibc kept the high-water mark.
-        mean = RunningWeightedMean() if combine == "mean" else None
-        for node in nodes:
-            update, _ = local_update(host.task, host.model, node.data, node.id, msg.body, asynchronous=False)
-            versions[node.id] = node.update_version()
-            if mean is not None:
-                mean.add(update["params"], max(int(update["numSamples"]), 1))
-            else:
-                parts.append({"node": node.id, **update})
-        if mean is not None:
+        members = [(n.id, n.index) for n in nodes]
+        shares = [s for s in _split(members, 1 + len(host.trainers or ())) if s]
+        results: list[BatchShare | None] = [None] * len(shares)
+        sent: list[tuple[int, int]] = []  # (share, trainer)
+        if host.trainers is not None:
+            for k, trainer in zip(range(1, len(shares)), host.trainers.live, strict=False):
+                try:
+                    host.trainers.submit(trainer, train_share, msg.body, shares[k], combine)
+                    sent.append((k, trainer))
+                except TrainerLost:
+                    pass  # trained here below
+        results[0] = train_share(host, msg.body, shares[0], combine)
+        for k, trainer in sent:
+            try:
+                results[k] = host.trainers.collect(trainer)  # type: ignore[union-attr]
+            except TrainerLost:
+                pass
+        # A share whose trainer died (or never got it) is trained here: the round still gets every update.
+        done = [r if r is not None else train_share(host, msg.body, shares[k], combine) for k, r in enumerate(results)]
+        versions = {node.id: node.update_version() for node in nodes}
+        if combine == "mean":
+            mean = RunningWeightedMean()
+            for r in done:
+                if r.mean is not None:
+                    mean.merge(r.mean)
             parts = [{"node": nodes[0].id, "members": [n.id for n in nodes], "params": mean.result(),
                       "numSamples": int(mean.total_weight), "baseVersion": msg.body["version"], "metrics": {}}]
+        else:
+            parts = [p for r in done for p in r.parts]
         body = {"round": msg.body["round"], "parts": parts, "version": versions[nodes[0].id],
                 "memberVersions": versions}
         host.send_for([n.id for n in nodes], "update", body, to=str(msg.sender))
+
+
+@dataclass
+class BatchShare:
+    """What training a share of a batch gives: the share's running mean ("mean"), or its updates ("each")."""
+
+    mean: RunningWeightedMean | None
+    parts: list[dict[str, Any]]
+
+
+def train_share(host: Any, body: dict[str, Any], members: list[tuple[str, int]], combine: str) -> BatchShare:
+    """Train the clients ``members`` (id, data index) from the "model" message ``body`` on ``host``'s
+    task and model: in the pool host itself, or in a trainer forked from it (`red.runtime.forked`),
+    which has a copy of both. "mean" folds each update in as it is made: one model's worth of memory for
+    the share, where keeping every update until the end held 30 MB more per host at 500 clients a batch
+    (10,000 clients, 10% a round), and glibc kept the high-water mark."""
+    mean = RunningWeightedMean() if combine == "mean" else None
+    parts: list[dict[str, Any]] = []
+    task = host.task
+    for node_id, index in members:
+        update, _ = local_update(task, host.model, task.client_data(index), node_id, body, asynchronous=False)
+        if mean is not None:
+            mean.add(update["params"], max(int(update["numSamples"]), 1))
+        else:
+            parts.append({"node": node_id, **update})
+    return BatchShare(mean, parts)
+
+
+def _split(items: list[Any], k: int) -> list[list[Any]]:
+    """``items`` in ``k`` contiguous shares whose sizes differ by at most one."""
+    q, r = divmod(len(items), k)
+    out, start = [], 0
+    for i in range(k):
+        end = start + q + (1 if i < r else 0)
+        out.append(items[start:end])
+        start = end
+    return out
 
 
 def latest_of(record: RoundRecord, params: Params) -> dict[str, Any]:
@@ -380,7 +431,12 @@ class StarFederatedLearning(Schema):
         )
         self.client_config = ClientConfig(asynchronous=bool(self.algorithm_cls.asynchronous))
         ids = self.client_ids()
-        self.maybe_pool(ids, StarClientProgram, self.client_config, {c: {"index": i} for i, c in enumerate(ids)})
+        # Batches are shared out among forked trainers only where the server asks hosts for one answer
+        # per batch (synchronous rounds without a deadline); elsewhere each client answers on its own.
+        forks = (spec.resources.fork_trainers and self.host_batching and spec.round_deadline_seconds is None
+                 and not self.client_config.asynchronous)
+        self.maybe_pool(ids, StarClientProgram, self.client_config, {c: {"index": i} for i, c in enumerate(ids)},
+                        forks=forks)
         self._evaluate_on_hosts()
 
     # Pooled runs on CPUs: the server holds no model and a pool host evaluates (`HostEvalStarServer`).

@@ -110,6 +110,13 @@ class ResourcesSpec(Model):
         description="Most node actors to start. More virtual nodes than this are multiplexed onto a "
         "pool of this many actors. Unset: the engine decides from the Ray cluster's CPUs.",
     )
+    fork_trainers: bool = Field(
+        default=True,
+        description="When the engine pools nodes on CPUs (maxActors unset) for synchronous star rounds: one "
+        "pool host per Ray node's cores, with trainers forked from it that share its torch, instead of one "
+        "torch process per core (about 465 MB each). Set false if the task's code holds something a fork "
+        "must not share, such as a connection opened in its constructor.",
+    )
 
 
 class TopologySpec(Model):

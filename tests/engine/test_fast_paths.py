@@ -185,3 +185,64 @@ def test_an_algorithm_with_its_own_aggregate_keeps_every_update() -> None:
         acc.add(Update(f"c{i}", {"w": np.zeros(2)}, 1))
     assert acc.result()["n"][0] == 3  # its aggregate ran, over every update
     assert type(Median().accumulator({}, version=0)) is Accumulator
+
+
+# No maxActors: the engine sizes the pool. 40 clients do not fit one actor each on the test Ray's 4 CPUs
+# at 0.1 CPU a node, so the engine pools them on 4 slots: one host with 3 forked trainers, or (with
+# spec.resources.forkTrainers: false) 4 hosts, each its own torch process.
+ENGINE_POOL = {"perNode": {"cpu": 0.1}, "broker": {"cpu": 0.1}}
+ROUNDS = 6
+
+
+@pytest.mark.ray
+def test_forked_trainers_give_the_model_of_one_host_per_core(ray_clean: Any) -> None:
+    import os
+    import signal
+
+    import ray
+
+    seen: dict[str, Any] = {}
+
+    def kill_a_trainer(sch: Any, report: dict[str, Any]) -> None:
+        if report["event"] != "round":
+            return
+        host = sch.actors["pool-0"].handle
+        if "killed" not in seen:
+            stats = seen["killed"] = ray.get(host.stats.remote())
+            os.kill(stats["trainers"][0], signal.SIGKILL)  # its share from now on is trained by the host
+        seen["last"] = ray.get(host.stats.remote())
+
+    def run(name: str, hook: Any = None, **resources: Any) -> tuple[Any, list[dict[str, Any]]]:
+        fed = make_fed(name, clients=40, rounds=ROUNDS, task=TASK, algorithm={"name": "fedavg"},
+                       resources={**ENGINE_POOL, **resources})
+        sch = schemas.get("star")(fed)
+        reports: list[dict[str, Any]] = []
+
+        def emit(r: Report) -> None:
+            reports.append(r.to_dict())
+            if hook is not None:
+                hook(sch, reports[-1])
+
+        sch.run(emit)
+        return sch, [r for r in reports if r["event"] == "round"]
+
+    forked, forked_rounds = run("forked", kill_a_trainer)
+    assert list(forked.hosts) == ["pool-0"]
+    assert forked.hosts["pool-0"].num_cpus == pytest.approx(0.4)  # the host asks Ray for its trainers' cores
+    killed, last = seen["killed"], seen["last"]
+    assert len(killed["trainers"]) == 3 and killed["trainerCalls"] >= 3  # round 1 was shared out
+    # Batches were trained after the kill (else this test checked nothing about it) ...
+    assert killed["served"] < ROUNDS * 40, killed
+    # ... by the two trainers left and the host: every client, every round.
+    assert last["trainers"] == killed["trainers"][1:]
+    assert last["served"] == ROUNDS * 40
+    assert last["trainerCalls"] > killed["trainerCalls"]
+
+    plain, plain_rounds = run("one-per-core", forkTrainers=False)
+    assert sorted(plain.hosts) == ["pool-0", "pool-1", "pool-2", "pool-3"]
+    for k, v in plain._latest["params"].items():
+        np.testing.assert_allclose(forked._latest["params"][k], v, rtol=1e-5, atol=1e-6, err_msg=k)
+    assert [r["metrics"]["participants"] for r in forked_rounds] == [40.0] * ROUNDS
+    assert [r["metrics"]["accuracy"] for r in forked_rounds] == pytest.approx(
+        [r["metrics"]["accuracy"] for r in plain_rounds], abs=1e-6)
+    assert forked._latest["participation"] == plain._latest["participation"]
