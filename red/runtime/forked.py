@@ -4,9 +4,9 @@ A torch process costs about 465 MB here (PSS), most of it the same in every proc
 anonymous mappings after ``import torch`` (about 267 MB) and the pages its CUDA libraries write while
 they load (about 120 MB). Ray starts each actor in a process of its own, with no fork server, so two
 pool hosts paid for two torches. A process forked from a host after its torch, task and data are loaded
-shares all of that copy-on-write: measured here, a forked trainer adds about 200 MB where a second
-host added 530 (`bench/vs_flower.py` shows the whole run), and it starts in milliseconds instead of
-the 1.7 s of CPU ``import torch`` takes.
+shares all of that copy-on-write. Measured in a 2-core run here (PSS at round 2): the host 407 MB and
+its trainer 188 MB (13 MB of it its own), where two hosts were 464 MB each. A trainer also starts in
+milliseconds instead of the 1.7 s of CPU ``import torch`` takes.
 
 A trainer runs only plain functions of the host's task and model (copies made by the fork): never a
 Ray call, never CUDA (hosts with GPUs do not fork; CUDA does not survive a fork). It reads calls from
