@@ -33,9 +33,10 @@ TASK = {"name": "digits", "params": {"partition": "iid", "lr": 0.2, "epochs": 1}
 
 
 def _final(
-    name: str, algorithm: dict[str, Any], resources: dict[str, Any], on_report: Any = None
+    name: str, algorithm: dict[str, Any], resources: dict[str, Any], on_report: Any = None, *,
+    clients: int = 6, rounds: int = 3,
 ) -> tuple[Any, list[dict[str, Any]]]:
-    fed = make_fed(name, clients=6, rounds=3, task=TASK, algorithm=algorithm, resources=resources)
+    fed = make_fed(name, clients=clients, rounds=rounds, task=TASK, algorithm=algorithm, resources=resources)
     sch = schemas.get("star")(fed)
     reports: list[dict[str, Any]] = []
 
@@ -213,18 +214,7 @@ def test_forked_trainers_give_the_model_of_one_host_per_core(ray_clean: Any) -> 
         seen["last"] = ray.get(host.stats.remote())
 
     def run(name: str, hook: Any = None, **resources: Any) -> tuple[Any, list[dict[str, Any]]]:
-        fed = make_fed(name, clients=40, rounds=ROUNDS, task=TASK, algorithm={"name": "fedavg"},
-                       resources={**ENGINE_POOL, **resources})
-        sch = schemas.get("star")(fed)
-        reports: list[dict[str, Any]] = []
-
-        def emit(r: Report) -> None:
-            reports.append(r.to_dict())
-            if hook is not None:
-                hook(sch, reports[-1])
-
-        sch.run(emit)
-        return sch, [r for r in reports if r["event"] == "round"]
+        return _final(name, {"name": "fedavg"}, {**ENGINE_POOL, **resources}, hook, clients=40, rounds=ROUNDS)
 
     forked, forked_rounds = run("forked", kill_a_trainer)
     assert list(forked.hosts) == ["pool-0"]
