@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -33,7 +34,7 @@ from ray.exceptions import RayActorError
 
 from red.aggregation import Params
 from red.errors import FederationFailed, TopologyError
-from red.runtime.forked import ForkedTrainers
+from red.runtime.forked import ForkedTrainers, TrainerLost
 from red.runtime.messages import INLINE_LIMIT_BYTES, Message, payload_bytes
 from red.runtime.node import actor_name, deliver_direct
 from red.runtime.task_node import TaskNode, assigned_gpu
@@ -86,6 +87,17 @@ def group_slots(slots: int, node_cpus: list[float]) -> tuple[int, int]:
     per_node = max(1, min(usable)) if usable else 1
     hosts = math.ceil(slots / min(per_node, slots))
     return hosts, math.ceil(slots / hosts)
+
+
+def split_evenly(items: list[Any], k: int) -> list[list[Any]]:
+    """``items`` in ``k`` contiguous shares whose sizes differ by at most one."""
+    q, r = divmod(len(items), k)
+    out, start = [], 0
+    for i in range(k):
+        end = start + q + (1 if i < r else 0)
+        out.append(items[start:end])
+        start = end
+    return out
 
 
 class HostedNode:
@@ -192,6 +204,37 @@ class PoolHost(TaskNode):
     def deliver_to(self, msg: Message, ids: list[str]) -> None:
         """Called by the TopologyManager: ``msg`` is for the hosted virtual nodes ``ids``."""
         self.deliver(Message("__hosted__", {"msg": msg, "ids": list(ids)}, sender=msg.sender))
+
+    def in_shares(self, fn: Callable[..., Any], items: list[Any], *args: Any) -> list[Any]:
+        """``fn(host, share, *args)`` for each of ``items``' contiguous shares, one share per process (this
+        host and its forked trainers, `red.runtime.forked`), all at once; the results in share order.
+        ``fn`` must be a module-level function. A share whose trainer is gone is run here, so every item
+        is served; what ``fn`` raises anywhere is raised here, once every share is back."""
+        trainers = self.trainers
+        shares = [s for s in split_evenly(items, 1 + (len(trainers) if trainers else 0)) if s]
+        sent: dict[int, int] = {}  # share → trainer
+        if trainers is not None:
+            for k, trainer in zip(range(1, len(shares)), trainers.live, strict=False):
+                try:
+                    trainers.submit(trainer, fn, shares[k], *args)
+                    sent[k] = trainer
+                except TrainerLost:
+                    pass  # run here below
+        results: dict[int, Any] = {}
+        error: BaseException | None = None
+        for k in [0, *sent]:
+            try:
+                if k == 0:
+                    results[k] = fn(self, shares[k], *args)
+                else:
+                    results[k] = trainers.collect(sent[k])  # type: ignore[union-attr]
+            except TrainerLost:
+                pass
+            except Exception as err:  # every trainer's answer is read first, so none is left in its pipe
+                error = error or err
+        if error is not None:
+            raise error
+        return [results[k] if k in results else fn(self, shares[k], *args) for k in range(len(shares))]
 
     def _prefetch_neighbors(self, ids: list[str]) -> None:
         """One TopologyManager call for a whole batch instead of one per newly seen virtual node."""
@@ -334,4 +377,5 @@ __all__ = [
     "PoolHost",
     "decide_pool_size",
     "group_slots",
+    "split_evenly",
 ]

@@ -14,7 +14,6 @@ from red import topology
 from red.aggregation import Params, RunningWeightedMean, subtract
 from red.algorithms.base import Accumulator, Algorithm, Update, pre_aggregates
 from red.errors import FederationFailed
-from red.runtime.forked import TrainerLost
 from red.runtime.messages import Message, RoundRecord, VersionEntry
 from red.runtime.node import VirtualNode
 from red.runtime.pool import HostCalls, HostedNode, HostedProgram
@@ -322,25 +321,7 @@ class StarClientProgram(HostedProgram):
             super().on_batch(nodes, msg)
             return
         host = self.host
-        members = [(n.id, n.index) for n in nodes]
-        shares = [s for s in _split(members, 1 + len(host.trainers or ())) if s]
-        results: list[BatchShare | None] = [None] * len(shares)
-        sent: list[tuple[int, int]] = []  # (share, trainer)
-        if host.trainers is not None:
-            for k, trainer in zip(range(1, len(shares)), host.trainers.live, strict=False):
-                try:
-                    host.trainers.submit(trainer, train_share, msg.body, shares[k], combine)
-                    sent.append((k, trainer))
-                except TrainerLost:
-                    pass  # trained here below
-        results[0] = train_share(host, msg.body, shares[0], combine)
-        for k, trainer in sent:
-            try:
-                results[k] = host.trainers.collect(trainer)  # type: ignore[union-attr]
-            except TrainerLost:
-                pass
-        # A share whose trainer died (or never got it) is trained here: the round still gets every update.
-        done = [r if r is not None else train_share(host, msg.body, shares[k], combine) for k, r in enumerate(results)]
+        done: list[BatchShare] = host.in_shares(train_share, [(n.id, n.index) for n in nodes], msg.body, combine)
         versions = {node.id: node.update_version() for node in nodes}
         if combine == "mean":
             mean = RunningWeightedMean()
@@ -364,7 +345,7 @@ class BatchShare:
     parts: list[dict[str, Any]]
 
 
-def train_share(host: Any, body: dict[str, Any], members: list[tuple[str, int]], combine: str) -> BatchShare:
+def train_share(host: Any, members: list[tuple[str, int]], body: dict[str, Any], combine: str) -> BatchShare:
     """Train the clients ``members`` (id, data index) from the "model" message ``body`` on ``host``'s
     task and model: in the pool host itself, or in a trainer forked from it (`red.runtime.forked`),
     which has a copy of both. "mean" folds each update in as it is made: one model's worth of memory for
@@ -380,17 +361,6 @@ def train_share(host: Any, body: dict[str, Any], members: list[tuple[str, int]],
         else:
             parts.append({"node": node_id, **update})
     return BatchShare(mean, parts)
-
-
-def _split(items: list[Any], k: int) -> list[list[Any]]:
-    """``items`` in ``k`` contiguous shares whose sizes differ by at most one."""
-    q, r = divmod(len(items), k)
-    out, start = [], 0
-    for i in range(k):
-        end = start + q + (1 if i < r else 0)
-        out.append(items[start:end])
-        start = end
-    return out
 
 
 def latest_of(record: RoundRecord, params: Params) -> dict[str, Any]:

@@ -236,3 +236,26 @@ def test_forked_trainers_give_the_model_of_one_host_per_core(ray_clean: Any) -> 
     assert [r["metrics"]["accuracy"] for r in forked_rounds] == pytest.approx(
         [r["metrics"]["accuracy"] for r in plain_rounds], abs=1e-6)
     assert forked._latest["participation"] == plain._latest["participation"]
+
+
+class TrainRaises(DigitsTask):
+    """Digits whose training has a bug for one client, the last of a batch in sorted order: with one host
+    and three trainers, a forked trainer trains it."""
+
+    def train(self, model: Any, data: Any, **kwargs: Any) -> Any:
+        if kwargs.get("node_id") == "client_9":
+            raise ValueError("bad batch in the task's own code for client_9")
+        return super().train(model, data, **kwargs)
+
+
+@pytest.mark.ray
+def test_an_error_in_a_forked_trainer_is_the_tasks_error(ray_clean: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(red.tasks.tasks._objects, "digits-train-raises", TrainRaises)
+    fed = make_fed("train-raises", clients=40, rounds=3, task={"name": "digits-train-raises", "params": TASK["params"]},
+                   resources=ENGINE_POOL)
+    sch = schemas.get("star")(fed)
+    assert list(sch.hosts) == ["pool-0"] and sch.host_config.trainers == 3
+    with pytest.raises(FederationFailed) as err:
+        sch.run(lambda r: None)
+    assert err.value.reason == "NodeError"
+    assert "bad batch in the task's own code for client_9" in str(err.value), err.value

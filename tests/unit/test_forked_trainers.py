@@ -16,8 +16,7 @@ import pytest
 from red.aggregation import RunningWeightedMean, weighted_mean
 from red.errors import RedError
 from red.runtime.forked import ForkedTrainers, TrainerLost
-from red.runtime.pool import group_slots
-from red.schemas.star import _split
+from red.runtime.pool import group_slots, split_evenly
 
 
 class Context:
@@ -159,7 +158,7 @@ def test_merging_partial_means_is_the_mean_of_every_update() -> None:
     for u, w in zip(updates, weights, strict=True):
         whole.add(u, w)
     merged = RunningWeightedMean()
-    for share in _split(list(range(11)), 3):
+    for share in split_evenly(list(range(11)), 3):
         part = RunningWeightedMean()
         for i in share:
             part.add(updates[i], weights[i])
@@ -179,7 +178,7 @@ def test_merging_partial_means_is_the_mean_of_every_update() -> None:
 
 @pytest.mark.parametrize(("n", "k"), [(0, 3), (2, 3), (10, 3), (9, 3), (500, 2)])
 def test_split_is_contiguous_and_even(n: int, k: int) -> None:
-    shares = _split(list(range(n)), k)
+    shares = split_evenly(list(range(n)), k)
     assert len(shares) == k
     assert [x for s in shares for x in s] == list(range(n))
     sizes = [len(s) for s in shares]
