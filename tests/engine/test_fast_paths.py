@@ -110,18 +110,46 @@ class EvalRaises(DigitsTask):
         raise ValueError("bad evaluation in the task's own code")
 
 
+class TrainRaises(DigitsTask):
+    """Digits whose training has a bug for one client, the last of a batch in sorted order: with one host
+    and three trainers (`ENGINE_POOL`), a forked trainer trains it."""
+
+    def train(self, model: Any, data: Any, **kwargs: Any) -> Any:
+        if kwargs.get("node_id") == "client_9":
+            raise ValueError("bad batch in the task's own code for client_9")
+        return super().train(model, data, **kwargs)
+
+
+# No maxActors: the engine sizes the pool. 40 clients do not fit one actor each on the test Ray's 4 CPUs
+# at 0.1 CPU a node, so the engine pools them on 4 slots: one host with 3 forked trainers, or (with
+# spec.resources.forkTrainers: false) 4 hosts, each its own torch process.
+ENGINE_POOL = {"perNode": {"cpu": 0.1}, "broker": {"cpu": 0.1}}
+ROUNDS = 6
+
+
 @pytest.mark.ray
-def test_an_error_in_host_evaluation_is_the_tasks_error(ray_clean: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("task_cls", "clients", "resources", "message"),
+    [
+        (EvalRaises, 6, POOLED, "bad evaluation in the task's own code"),  # in a host, for the server
+        (TrainRaises, 40, ENGINE_POOL, "bad batch in the task's own code for client_9"),  # in a forked trainer
+    ],
+)
+def test_an_error_in_the_tasks_code_on_a_host_is_the_tasks_error(
+    ray_clean: Any, monkeypatch: pytest.MonkeyPatch, task_cls: type, clients: int, resources: dict[str, Any],
+    message: str,
+) -> None:
     # Registered for this test only: other tests list the known tasks in their expected messages.
-    monkeypatch.setitem(red.tasks.tasks._objects, "digits-eval-raises", EvalRaises)
-    fed = make_fed("eval-raises", clients=6, rounds=3, task={"name": "digits-eval-raises", "params": TASK["params"]},
-                   resources=POOLED)
+    monkeypatch.setitem(red.tasks.tasks._objects, "digits-raises", task_cls)
+    fed = make_fed("raises", clients=clients, rounds=3, task={"name": "digits-raises", "params": TASK["params"]},
+                   resources=resources)
     sch = schemas.get("star")(fed)
     assert sch.nodes["server"].template.__name__ == "HostEvalStarServer"
+    assert sch.host_config.trainers == (3 if resources is ENGINE_POOL else 0)
     with pytest.raises(FederationFailed) as err:
         sch.run(lambda r: None)
     assert err.value.reason == "NodeError"
-    assert "bad evaluation in the task's own code" in str(err.value), err.value
+    assert message in str(err.value), err.value
     assert "no pool host" not in str(err.value), err.value  # not taken for a dead host
 
 
@@ -188,13 +216,6 @@ def test_an_algorithm_with_its_own_aggregate_keeps_every_update() -> None:
     assert type(Median().accumulator({}, version=0)) is Accumulator
 
 
-# No maxActors: the engine sizes the pool. 40 clients do not fit one actor each on the test Ray's 4 CPUs
-# at 0.1 CPU a node, so the engine pools them on 4 slots: one host with 3 forked trainers, or (with
-# spec.resources.forkTrainers: false) 4 hosts, each its own torch process.
-ENGINE_POOL = {"perNode": {"cpu": 0.1}, "broker": {"cpu": 0.1}}
-ROUNDS = 6
-
-
 @pytest.mark.ray
 def test_forked_trainers_give_the_model_of_one_host_per_core(ray_clean: Any) -> None:
     import os
@@ -237,25 +258,3 @@ def test_forked_trainers_give_the_model_of_one_host_per_core(ray_clean: Any) -> 
         [r["metrics"]["accuracy"] for r in plain_rounds], abs=1e-6)
     assert forked._latest["participation"] == plain._latest["participation"]
 
-
-class TrainRaises(DigitsTask):
-    """Digits whose training has a bug for one client, the last of a batch in sorted order: with one host
-    and three trainers, a forked trainer trains it."""
-
-    def train(self, model: Any, data: Any, **kwargs: Any) -> Any:
-        if kwargs.get("node_id") == "client_9":
-            raise ValueError("bad batch in the task's own code for client_9")
-        return super().train(model, data, **kwargs)
-
-
-@pytest.mark.ray
-def test_an_error_in_a_forked_trainer_is_the_tasks_error(ray_clean: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(red.tasks.tasks._objects, "digits-train-raises", TrainRaises)
-    fed = make_fed("train-raises", clients=40, rounds=3, task={"name": "digits-train-raises", "params": TASK["params"]},
-                   resources=ENGINE_POOL)
-    sch = schemas.get("star")(fed)
-    assert list(sch.hosts) == ["pool-0"] and sch.host_config.trainers == 3
-    with pytest.raises(FederationFailed) as err:
-        sch.run(lambda r: None)
-    assert err.value.reason == "NodeError"
-    assert "bad batch in the task's own code for client_9" in str(err.value), err.value
