@@ -22,6 +22,7 @@ also grouped (`group_slots`): one host per Ray node's worth of cores, each with 
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -38,6 +39,8 @@ from red.runtime.forked import ForkedTrainers, TrainerLost
 from red.runtime.messages import INLINE_LIMIT_BYTES, Message, payload_bytes
 from red.runtime.node import actor_name, deliver_direct
 from red.runtime.task_node import TaskNode, assigned_gpu
+
+log = logging.getLogger(__name__)
 
 # What one torch node actor costs (measured: about 270 MB RSS); used only for the engine's default.
 ACTOR_MEMORY_BYTES = 300 * 1024**2
@@ -281,9 +284,15 @@ class PoolHost(TaskNode):
         tm = self._topology_manager()  # it keeps the hosted nodes' state (red.runtime.node_states)
         self._warm_up()
         # Forked after the warm-up, so that the trainers share the partitioned data and torch's first
-        # kernels too. Never with a GPU: CUDA does not survive a fork.
-        if config.trainers > 0 and not assigned_gpu():
-            self.trainers = ForkedTrainers(config.trainers, context=self)
+        # kernels too. Never with a GPU (CUDA does not survive a fork), nor after the task gave torch
+        # more than one thread (GNU OpenMP's thread pool does not survive one either: a trainer would hang).
+        if config.trainers > 0:
+            if assigned_gpu() or _torch_threads() != 1:
+                log.warning("pool host %s forks no trainers (a GPU, or torch with %d threads) and trains its "
+                            "batches alone; set spec.resources.forkTrainers: false for one host per core",
+                            self.id, _torch_threads())
+            else:
+                self.trainers = ForkedTrainers(config.trainers, context=self)
         try:
             self._serve(prog, tm)
         finally:
@@ -331,6 +340,12 @@ class PoolHost(TaskNode):
                 "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                 "trainers": [trainers.pids[i] for i in trainers.live] if trainers is not None else [],
                 "trainerCalls": trainers.answered if trainers is not None else 0}
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 class HostCalls:

@@ -34,9 +34,9 @@ TASK = {"name": "digits", "params": {"partition": "iid", "lr": 0.2, "epochs": 1}
 
 def _final(
     name: str, algorithm: dict[str, Any], resources: dict[str, Any], on_report: Any = None, *,
-    clients: int = 6, rounds: int = 3,
+    clients: int = 6, rounds: int = 3, task: dict[str, Any] = TASK,
 ) -> tuple[Any, list[dict[str, Any]]]:
-    fed = make_fed(name, clients=clients, rounds=rounds, task=TASK, algorithm=algorithm, resources=resources)
+    fed = make_fed(name, clients=clients, rounds=rounds, task=task, algorithm=algorithm, resources=resources)
     sch = schemas.get("star")(fed)
     reports: list[dict[str, Any]] = []
 
@@ -258,3 +258,30 @@ def test_forked_trainers_give_the_model_of_one_host_per_core(ray_clean: Any) -> 
         [r["metrics"]["accuracy"] for r in plain_rounds], abs=1e-6)
     assert forked._latest["participation"] == plain._latest["participation"]
 
+
+
+class TwoThreads(DigitsTask):
+    """Digits whose model asks torch for two threads: GNU OpenMP's pool would not survive a fork."""
+
+    def create_model(self) -> Any:
+        import torch
+
+        torch.set_num_threads(2)
+        return super().create_model()
+
+
+@pytest.mark.ray
+def test_a_host_whose_torch_has_threads_forks_no_trainers(ray_clean: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ray
+
+    monkeypatch.setitem(red.tasks.tasks._objects, "digits-two-threads", TwoThreads)
+    seen: list[dict[str, Any]] = []
+
+    def look(sch: Any, report: dict[str, Any]) -> None:
+        seen.append(ray.get(sch.actors["pool-0"].handle.stats.remote()))
+
+    fed_task = {"name": "digits-two-threads", "params": TASK["params"]}
+    sch, rounds = _final("two-threads", {"name": "fedavg"}, ENGINE_POOL, look, clients=40, rounds=2, task=fed_task)
+    assert sch.host_config.trainers == 3  # asked for, but not forked: the run is served by the host alone
+    assert seen and all(s["trainers"] == [] and s["trainerCalls"] == 0 for s in seen), seen
+    assert [r["metrics"]["participants"] for r in rounds] == [40.0, 40.0]
