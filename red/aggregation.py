@@ -61,17 +61,25 @@ class RunningWeightedMean:
         if self.count and list(update) != list(self._sum):
             raise ValueError(f"updates disagree on parameter names: {sorted(update)} vs {sorted(self._sum)}")
         for k, v in update.items():
-            x = np.asarray(v, dtype=np.float64) * weight
-            if k not in self._sum:
-                self._sum[k], self._comp[k] = x.copy(), np.zeros_like(x)
-                self._dtypes[k] = np.asarray(v).dtype
-                continue
-            s = self._sum[k]
-            t = s + x
-            self._comp[k] += np.where(np.abs(s) >= np.abs(x), (s - t) + x, (x - t) + s)
-            self._sum[k] = t
+            self._fold(k, np.asarray(v, dtype=np.float64) * weight, None, np.asarray(v).dtype)
         self.total_weight += weight
         self.count += 1
+
+    def _fold(self, k: str, x: npt.NDArray[np.float64], comp: npt.NDArray[np.float64] | None,
+              dtype: np.dtype[np.generic]) -> None:
+        """Add the float64 sum ``x`` (and its compensation ``comp``, for another running mean's) to
+        parameter ``k``, with Neumaier's step."""
+        if k not in self._sum:
+            self._sum[k] = x.copy()
+            self._comp[k] = np.zeros_like(x) if comp is None else comp.copy()
+            self._dtypes[k] = dtype
+            return
+        s = self._sum[k]
+        t = s + x
+        self._comp[k] += np.where(np.abs(s) >= np.abs(x), (s - t) + x, (x - t) + s)
+        if comp is not None:
+            self._comp[k] += comp
+        self._sum[k] = t
 
     def merge(self, other: RunningWeightedMean) -> None:
         """Fold in another running mean's updates (a forked trainer's share of a batch): the same sums
@@ -81,14 +89,7 @@ class RunningWeightedMean:
         if self.count and list(other._sum) != list(self._sum):
             raise ValueError(f"updates disagree on parameter names: {sorted(other._sum)} vs {sorted(self._sum)}")
         for k, x in other._sum.items():
-            if k not in self._sum:
-                self._sum[k], self._comp[k] = x.copy(), other._comp[k].copy()
-                self._dtypes[k] = other._dtypes[k]
-                continue
-            s = self._sum[k]
-            t = s + x
-            self._comp[k] += np.where(np.abs(s) >= np.abs(x), (s - t) + x, (x - t) + s) + other._comp[k]
-            self._sum[k] = t
+            self._fold(k, x, other._comp[k], other._dtypes[k])
         self.total_weight += other.total_weight
         self.count += other.count
 

@@ -143,7 +143,7 @@ class HostedProgram:
     def on_batch(self, nodes: list[HostedNode], msg: Message) -> None:
         """``msg`` for every node of ``nodes`` (one delivery to this host). By default each node
         handles it in turn; override to answer for the whole batch at once (and to share it out
-        among the host's forked trainers, ``host.trainers``)."""
+        among the host's forked trainers with ``host.in_shares``)."""
         for node in nodes:
             self.on_message(node, msg)
 
