@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ import ray
 
 from red.aggregation import Params
 from red.runtime.node import FederatedNode
+from red.runtime.resident import releasing_file_pages
 from red.tasks.base import Task
 
 
@@ -39,13 +41,17 @@ class TaskNode(FederatedNode):
     test: Any
 
     def build(self, config: BuildConfig) -> None:
-        import torch
+        gpu = assigned_gpu()
+        # A CPU process never runs most of what loading torch's CUDA build reads (red.runtime.resident).
+        with contextlib.nullcontext() if gpu else releasing_file_pages():
+            import torch
 
         # Many small actors share few cores: one thread each avoids oversubscription (big win).
         torch.set_num_threads(config.threads)
+        gpu = gpu and torch.cuda.is_available()
         self.task = config.make_task()
         self.model = self.task.create_model()
-        if torch.cuda.is_available() and assigned_gpu():
+        if gpu:
             self.model = self.model.cuda()
         index = config.index
         self.data = self.task.client_data(index) if "train" in self.roles and index >= 0 else None
