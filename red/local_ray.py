@@ -25,18 +25,24 @@ The raylet itself waited on two things a local run does not need (measured from 
 
 Together ``ray.init`` went from 2.3-3.5 s to 1.3-1.7 s here.
 
-Ray 2.60 has no switch for any of this, so `start_lean` replaces the two `Node` methods that start the
+The log monitor, which brings what actors print to the terminal, is a process of its own: the same
+Python and Ray imports as a worker, 48 MB of PSS, to read a handful of files every 0.1 s and publish
+their new lines to the GCS. `start_lean` runs Ray's own ``LogMonitor`` on a thread of the driver instead,
+the process that prints those lines anyway (`LogForwarder`), and starts none when ``log_to_driver`` is off.
+
+Ray 2.60 has no switch for any of this, so `start_lean` replaces the `Node` methods that start the
 idle processes, ``services.get_node`` and ``services.start_ray_process`` (to give the raylet its agent)
 for the length of one ``ray.init`` call and puts them back afterwards. Everything else is ``ray.init`` as
-usual: token authentication, the runtime environment, the log monitor that brings the actors' logs to
-the terminal, ``ray.shutdown``. Ray is pinned in pyproject.toml; ``tests/engine/test_local_ray.py``
-fails if a Ray upgrade renames these functions or starts these processes some other way. A cluster
+usual: token authentication, the runtime environment, ``ray.shutdown``. Ray is pinned in pyproject.toml;
+``tests/engine/test_local_ray.py`` fails if a Ray upgrade renames these functions or starts these
+processes some other way. A cluster
 reached with ``--address`` (and every KubeRay head) is untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import subprocess
 import sys
 import threading
@@ -49,13 +55,16 @@ import ray
 import ray._private.node as ray_node
 import ray._private.ray_constants as ray_constants
 import ray._private.services as ray_services
+import ray._private.worker as ray_worker
 import ray._raylet as ray_raylet
 
 from red.errors import RedError
 
+log = logging.getLogger(__name__)
+
 # Methods of ray._private.node.Node that start a process a local federation run does not use: the
-# dashboard's API server and the autoscaler monitor.
-SKIPPED: tuple[str, ...] = ("start_api_server", "start_monitor")
+# dashboard's API server and the autoscaler monitor; and the log monitor's, run as a thread instead.
+SKIPPED: tuple[str, ...] = ("start_api_server", "start_monitor", "start_log_monitor")
 _lock = threading.Lock()
 
 
@@ -170,12 +179,54 @@ def _without_idle_processes() -> Iterator[None]:
             ray_services.start_ray_process = start_ray_process
 
 
+class LogForwarder(threading.Thread):
+    """Ray's ``LogMonitor`` on a daemon thread of the driver, for as long as ``node`` is this process's
+    Ray: it publishes the new lines of the workers' log files to the GCS, from where the driver prints
+    them as it would from Ray's log-monitor process."""
+
+    def __init__(self, node: Any) -> None:
+        super().__init__(name="red-log-forwarder", daemon=True)
+        from ray._private.log_monitor import LogMonitor, is_proc_alive
+
+        self.node: Any = node
+        # No gcs_address: it is only used to ask whether autoscaler v2 runs, and a local run has none.
+        self.monitor = LogMonitor(node.node_ip_address, node.get_logs_dir_path(),
+                                  ray_raylet.GcsClient(address=node.gcs_address),  # type: ignore[attr-defined]
+                                  is_proc_alive)
+
+    def run(self) -> None:
+        monitor, node, last = self.monitor, self.node, 0.0
+        try:
+            # Ray's LogMonitor.run, ending with the node: ray.shutdown() forgets it.
+            while _current_node() is node:
+                if monitor.should_update_filenames(last):
+                    monitor.update_log_filenames()
+                    last = time.time()
+                monitor.open_closed_files()
+                if not monitor.check_log_files_and_publish_updates():
+                    time.sleep(0.1)
+        except Exception as err:  # the GCS going away under ray.shutdown(); anything else is worth a line
+            if _current_node() is node:
+                log.warning("actors' output no longer reaches this terminal (%r); it is still in %s",
+                            err, node.get_logs_dir_path())
+        finally:
+            monitor._close_all_files()
+
+
+def _current_node() -> Any:
+    """This process's Ray node: None once ray.shutdown() ran."""
+    return ray_worker._global_node
+
+
 def start_lean(**init_kwargs: Any) -> Any:
     """``ray.init(**init_kwargs)`` for a new local cluster, without the processes in `SKIPPED`, with
-    `red.lean_agent` as the raylet's dashboard agent and `FAST_CONNECT` (a caller's ``_system_config`` wins).
-    Returns what ``ray.init`` returns."""
+    `red.lean_agent` as the raylet's dashboard agent, `FAST_CONNECT` (a caller's ``_system_config`` wins)
+    and, unless ``log_to_driver=False``, a `LogForwarder`. Returns what ``ray.init`` returns."""
     if init_kwargs.get("address"):
         raise ValueError("start_lean starts a new local Ray; connect to an existing one with ray.init(address=...)")
     system_config = {**FAST_CONNECT, **init_kwargs.pop("_system_config", {})}
     with _without_idle_processes():
-        return ray.init(include_dashboard=False, _system_config=system_config, **init_kwargs)
+        started = ray.init(include_dashboard=False, _system_config=system_config, **init_kwargs)
+    if init_kwargs.get("log_to_driver", True):
+        LogForwarder(_current_node()).start()
+    return started

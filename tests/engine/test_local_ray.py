@@ -1,8 +1,9 @@
 """`red run`'s local Ray (red.local_ray): the processes a run uses, and none that it does not.
 
 Covered here: no dashboard server and no autoscaler monitor; `red.lean_agent` in place of Ray's
-dashboard agent (its port files say "not served", and it ends with the raylet); the runtime-env agent,
-the GCS, the raylet and the log monitor as usual; Ray's functions put back afterwards.
+dashboard agent (its port files say "not served", and it ends with the raylet); the log monitor as a
+thread of the driver, still bringing what actors print to the terminal, and gone after ``ray.shutdown``;
+the runtime-env agent, the GCS and the raylet as usual; Ray's functions put back afterwards.
 
 The first case starts its own Ray in a subprocess, because the test session's Ray may already run in
 this one, and reads the process table of what that Ray started. The second fails ``ray.init`` before it
@@ -37,7 +38,7 @@ class Echo:
 
 @ray.remote
 def shout(s):
-    print(s)  # reaches this driver's stderr through the log monitor
+    print(s)  # reaches this driver's stderr through the log monitor (a thread of this process)
     return s
 
 @ray.remote
@@ -89,14 +90,20 @@ out["port_files"] = {
     for name in ("METRICS_AGENT_PORT_NAME", "METRICS_EXPORT_PORT_NAME", "DASHBOARD_AGENT_LISTEN_PORT_NAME")
 }
 agents = [pid for pid in descendants(os.getpid()) if cmdline(pid) in out["lean_agent"]]
+import threading
+out["forwarders"] = [t.name for t in threading.enumerate() if t.name == "red-log-forwarder"]
 ray.shutdown()
+deadline = time.monotonic() + 5
+while any(t.name == "red-log-forwarder" for t in threading.enumerate()) and time.monotonic() < deadline:
+    time.sleep(0.05)
+out["forwarders_left"] = [t.name for t in threading.enumerate() if t.name == "red-log-forwarder"]
 deadline = time.monotonic() + 10
 while any(cmdline(pid) for pid in agents) and time.monotonic() < deadline:
     time.sleep(0.1)
 out["agents_left"] = [cmdline(pid) for pid in agents if cmdline(pid)]
 import ray._private.services as ray_services
 out["restored"] = [
-    getattr(ray_node.Node, m).__qualname__ for m in ("start_api_server", "start_monitor")
+    getattr(ray_node.Node, m).__qualname__ for m in ("start_api_server", "start_monitor", "start_log_monitor")
 ] + [f.__module__ + "." + f.__qualname__ for f in (ray_services.get_node, ray_services.start_ray_process)]
 print("RESULT " + json.dumps(out))
 """
@@ -117,8 +124,11 @@ def test_local_ray_starts_no_dashboard_server_and_no_autoscaler_but_works() -> N
     assert out["dashboard"] == [], out
     assert out["monitor"] == [], out
     assert "dashboard" not in out["kinds"] and "monitor" not in out["kinds"], out["kinds"]
+    # The log monitor is a thread of the driver, not a process, and it ends with ray.shutdown().
+    assert out["log_monitor"] == [] and "log_monitor" not in out["kinds"], out
+    assert out["forwarders"] == ["red-log-forwarder"] and out["forwarders_left"] == [], out
     # Kept: what a run needs.
-    assert out["gcs"] and out["raylet"] and out["log_monitor"] and out["runtime_env_agent"], out
+    assert out["gcs"] and out["raylet"] and out["runtime_env_agent"], out
     # Ray's dashboard agent is replaced by red.lean_agent, which says "not served" for all three ports
     # (what Ray's minimal install writes) and ends with the raylet.
     assert out["ray_agent"] == [] and len(out["lean_agent"]) == 1, out
@@ -127,12 +137,13 @@ def test_local_ray_starts_no_dashboard_server_and_no_autoscaler_but_works() -> N
     # The raylet retries its object-store connection every 20 ms, not every second.
     assert out["retry_ms"] == 20, out["retry_ms"]
     assert out["answer"] == 42 and out["said"] == "red-local-ray-says-hello"
-    assert out["forwarded"], "what actors print must still reach the terminal (the log monitor)"
+    assert out["forwarded"], "what actors print must still reach the terminal (the log forwarder)"
     assert "Traceback" not in stderr, stderr[-3000:]
     # The functions the lean start replaces are Ray's own again once ray.init returned.
     assert out["restored"] == [
         "Node.start_api_server",
         "Node.start_monitor",
+        "Node.start_log_monitor",
         "ray._private.services.get_node",
         "ray._private.services.start_ray_process",
     ]
