@@ -1,4 +1,5 @@
-"""Stands in for Ray's dashboard agent on a local `red run` (see `red.local_ray`).
+"""Stands in for Ray's dashboard agent, and for its runtime-env agent, on a local `red run` (see
+`red.local_ray`).
 
 The raylet starts a dashboard agent and will not register its node until the agent has written three
 port files: its metrics gRPC port, its metrics export port and its HTTP listen port. Ray's own agent
@@ -9,6 +10,14 @@ script does the same at once, then lives as long as the raylet, which shuts down
 
 Run by the raylet as ``python -I lean_agent.py PORT_FILE...``: the standard library only, so it starts
 in a few tens of milliseconds. `red.local_ray` names the files with Ray's own `get_port_filename`.
+
+``python -I lean_agent.py --runtime-env HOST PORT PORT_FILE`` stands in for the runtime-env agent, for a
+run whose Federation has no ``spec.runtimeEnv``. Ray's agent (52 MB, Ray and aiohttp imported) installs
+runtime environments; the raylet asks it only for a task or actor that has one, and Red's engine gives
+none. This one listens where Ray's would (PORT, or any free port when 0, written to PORT_FILE as Ray's
+agent writes it) and answers Ray's three calls: "create" fails with a message that says to put the
+environment in spec.runtimeEnv (a user's own ``ray.remote(runtime_env=...)``), "delete" and "list" find
+nothing to do. The replies are Ray's protobuf messages, written out by hand (`reply`).
 """
 
 from __future__ import annotations
@@ -16,7 +25,9 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
+from typing import Any
 
 NOT_SERVED = -1  # what Ray's minimal agent writes, and what the raylet and workers read as "off"
 POLL_S = 0.5
@@ -43,13 +54,82 @@ def raylet_alive(pid: int) -> bool:
     return os.getppid() == pid
 
 
+# AgentRpcStatus in Ray's runtime_env_agent.proto.
+AGENT_RPC_STATUS_FAILED = 1
+NO_RUNTIME_ENV_AGENT = (
+    "this local run started Ray without its runtime-env agent, because the Federation has no "
+    "spec.runtimeEnv: put the runtime environment (pip, env_vars, working_dir, py_modules) in "
+    "spec.runtimeEnv and run it again"
+)
+
+
+def reply(status: int = 0, error_message: str = "") -> bytes:
+    """A GetOrCreateRuntimeEnvReply / DeleteRuntimeEnvIfPossibleReply (fields 1: status, 2: error_message);
+    all defaults encode as no bytes at all, which is also an empty GetRuntimeEnvsInfoReply."""
+    out = b""
+    if status:
+        out += bytes([0x08, status])  # field 1, varint
+    if error_message:
+        data = error_message.encode()
+        out += b"\x12" + _varint(len(data)) + data  # field 2, length-delimited
+    return out
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+REPLIES = {
+    "/get_or_create_runtime_env": reply(AGENT_RPC_STATUS_FAILED, NO_RUNTIME_ENV_AGENT),
+    "/delete_runtime_env_if_possible": reply(),
+    "/get_runtime_envs_info": reply(),
+}
+
+
+def serve_runtime_env(host: str, port: int, port_file: str) -> Any:
+    """Answer Ray's runtime-env calls on (``host``, ``port``) from a thread; the bound port goes to
+    ``port_file``. Returns the server."""
+    # Imported here: http.server is 5 MB the dashboard agent's stand-in has no use for.
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class RuntimeEnvCalls(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # the raylet keeps its connection open
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = REPLIES.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # the raylet logs what its calls come to
+
+    server = ThreadingHTTPServer((host, port), RuntimeEnvCalls)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    persist(port_file, server.server_address[1])
+    return server
+
+
 def main(argv: list[str]) -> int:
-    if not argv:
-        print("usage: lean_agent.py PORT_FILE...", file=sys.stderr)
+    runtime_env = argv[:1] == ["--runtime-env"]
+    if (runtime_env and len(argv) != 4) or not argv:
+        print("usage: lean_agent.py PORT_FILE...\n       lean_agent.py --runtime-env HOST PORT PORT_FILE",
+              file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    for path in argv:
-        persist(path, NOT_SERVED)
+    if runtime_env:
+        serve_runtime_env(argv[1], int(argv[2]), argv[3])
+    else:
+        for path in argv:
+            persist(path, NOT_SERVED)
     pid = raylet_pid()
     while raylet_alive(pid):
         time.sleep(POLL_S)

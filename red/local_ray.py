@@ -18,12 +18,16 @@ The raylet itself waited on two things a local run does not need (measured from 
 
 * its dashboard agent, which writes its ports only after importing the dashboard's seven modules: 1.3-1.5 s
   and 125 MB, for metrics export and the dashboard's node views, neither of which a local run has.
-  `red.lean_agent` takes its place and says "not served" at once, as Ray's minimal install does. The
-  runtime-env agent stays: it installs `spec.runtimeEnv` (the user's code);
+  `red.lean_agent` takes its place and says "not served" at once, as Ray's minimal install does;
 * its own object store, which it polls once a second while another thread creates it: in about half the
   starts it found the store 5 ms late and slept a second. `FAST_CONNECT` polls every 20 ms.
 
 Together ``ray.init`` went from 2.3-3.5 s to 1.3-1.7 s here.
+
+The raylet's runtime-env agent (52 MB of PSS) installs runtime environments, and the raylet asks it only
+for a task or actor that has one. It is started for a run with one (``spec.runtimeEnv``, the user's
+code). Without, `red.lean_agent` listens in its place and answers that the Federation has no
+spec.runtimeEnv, which Ray raises as a ``RuntimeEnvSetupError`` in whoever asked.
 
 The log monitor, which brings what actors print to the terminal, is a process of its own: the same
 Python and Ray imports as a worker, 48 MB of PSS, to read a handful of files every 0.1 s and publish
@@ -31,18 +35,18 @@ their new lines to the GCS. `start_lean` runs Ray's own ``LogMonitor`` on a thre
 the process that prints those lines anyway (`LogForwarder`), and starts none when ``log_to_driver`` is off.
 
 Ray 2.60 has no switch for any of this, so `start_lean` replaces the `Node` methods that start the
-idle processes, ``services.get_node`` and ``services.start_ray_process`` (to give the raylet its agent)
+idle processes, ``services.get_node`` and ``services.start_ray_process`` (to give the raylet its agents)
 for the length of one ``ray.init`` call and puts them back afterwards. Everything else is ``ray.init`` as
 usual: token authentication, the runtime environment, ``ray.shutdown``. Ray is pinned in pyproject.toml;
 ``tests/engine/test_local_ray.py`` fails if a Ray upgrade renames these functions or starts these
-processes some other way. A cluster
-reached with ``--address`` (and every KubeRay head) is untouched.
+processes some other way. A cluster reached with ``--address`` (and every KubeRay head) is untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import shlex
 import subprocess
 import sys
 import threading
@@ -119,8 +123,12 @@ def _flag(command: list[str], name: str) -> str:
     return values[0]
 
 
-def lean_agent_command(raylet_command: list[str]) -> list[str]:
-    """The raylet's command line with `red.lean_agent` as its dashboard agent."""
+RUNTIME_ENV_FLAG = "--runtime_env_agent_command="
+
+
+def lean_agent_command(raylet_command: list[str], runtime_env_agent: bool = True) -> list[str]:
+    """The raylet's command line with `red.lean_agent` as its dashboard agent, and as its runtime-env
+    agent too unless ``runtime_env_agent`` (Ray's, for a run that has a runtime environment)."""
     session_dir = _flag(raylet_command, "--session_dir")
     node_id = _flag(raylet_command, "--node_id")
     _flag(raylet_command, AGENT_FLAG.rstrip("="))
@@ -128,16 +136,25 @@ def lean_agent_command(raylet_command: list[str]) -> list[str]:
         str(Path(session_dir) / ray_raylet.get_port_filename(node_id, getattr(ray_raylet, name)))  # type: ignore[attr-defined]
         for name in AGENT_PORTS
     ]
-    agent = subprocess.list2cmdline([sys.executable, "-u", "-I", str(LEAN_AGENT), *files])
-    return [f"{AGENT_FLAG}{agent}" if a.startswith(AGENT_FLAG) else a for a in raylet_command]
+    lean = [sys.executable, "-u", "-I", str(LEAN_AGENT)]
+    agent = subprocess.list2cmdline([*lean, *files])
+    out = [f"{AGENT_FLAG}{agent}" if a.startswith(AGENT_FLAG) else a for a in raylet_command]
+    if runtime_env_agent:
+        return out
+    # Where Ray's runtime-env agent would listen: its own command line says.
+    ray_agent = shlex.split(_flag(raylet_command, RUNTIME_ENV_FLAG.rstrip("=")))
+    host, port = _flag(ray_agent, "--node-ip-address"), _flag(ray_agent, "--runtime-env-agent-port")
+    port_file = Path(session_dir) / ray_raylet.get_port_filename(node_id, ray_raylet.RUNTIME_ENV_AGENT_PORT_NAME)  # type: ignore[attr-defined]
+    stand_in = subprocess.list2cmdline([*lean, "--runtime-env", host, port, str(port_file)])
+    return [f"{RUNTIME_ENV_FLAG}{stand_in}" if a.startswith(RUNTIME_ENV_FLAG) else a for a in out]
 
 
-def _start_with_lean_agent(original: Any) -> Any:
-    """``services.start_ray_process``, with the raylet's dashboard agent replaced by `red.lean_agent`."""
+def _start_with_lean_agent(original: Any, runtime_env_agent: bool) -> Any:
+    """``services.start_ray_process``, with the raylet's agents replaced by `red.lean_agent`."""
 
     def start_ray_process(command: list[str], process_type: str, *args: Any, **kwargs: Any) -> Any:
         if process_type == ray_constants.PROCESS_TYPE_RAYLET:
-            command = lean_agent_command(command)
+            command = lean_agent_command(command, runtime_env_agent)
         return original(command, process_type, *args, **kwargs)
 
     return start_ray_process
@@ -151,12 +168,13 @@ FAST_CONNECT = {"raylet_client_connect_timeout_milliseconds": 20, "raylet_client
 
 
 @contextlib.contextmanager
-def _without_idle_processes() -> Iterator[None]:
+def _without_idle_processes(runtime_env_agent: bool) -> Iterator[None]:
     missing = [f"Node.{m}" for m in SKIPPED if not callable(getattr(ray_node.Node, m, None))]
     for fn in ("get_node", "start_ray_process"):
         if not callable(getattr(ray_services, fn, None)):
             missing.append(f"services.{fn}")
-    missing += [f"_raylet.{n}" for n in (*AGENT_PORTS, "get_port_filename") if not hasattr(ray_raylet, n)]
+    missing += [f"_raylet.{n}" for n in (*AGENT_PORTS, "RUNTIME_ENV_AGENT_PORT_NAME", "get_port_filename")
+                if not hasattr(ray_raylet, n)]
     if missing:
         raise RedError(
             f"this Ray ({ray.__version__}) has no {', '.join(missing)}: red's lean local start is written for "
@@ -170,7 +188,7 @@ def _without_idle_processes() -> Iterator[None]:
             for m in SKIPPED:
                 setattr(ray_node.Node, m, _skip(m))
             ray_services.get_node = _get_node_soon(get_node)
-            ray_services.start_ray_process = _start_with_lean_agent(start_ray_process)
+            ray_services.start_ray_process = _start_with_lean_agent(start_ray_process, runtime_env_agent)
             yield
         finally:
             for m, fn in saved.items():
@@ -189,6 +207,8 @@ class LogForwarder(threading.Thread):
         from ray._private.log_monitor import LogMonitor, is_proc_alive
 
         self.node: Any = node
+        # What it says about itself went to its own log file in Ray; here it would reach the terminal.
+        logging.getLogger(LogMonitor.__module__).setLevel(logging.WARNING)
         # No gcs_address: it is only used to ask whether autoscaler v2 runs, and a local run has none.
         self.monitor = LogMonitor(node.node_ip_address, node.get_logs_dir_path(),
                                   ray_raylet.GcsClient(address=node.gcs_address),  # type: ignore[attr-defined]
@@ -225,7 +245,8 @@ def start_lean(**init_kwargs: Any) -> Any:
     if init_kwargs.get("address"):
         raise ValueError("start_lean starts a new local Ray; connect to an existing one with ray.init(address=...)")
     system_config = {**FAST_CONNECT, **init_kwargs.pop("_system_config", {})}
-    with _without_idle_processes():
+    # Ray's runtime-env agent only for a run with a runtime environment: no other asks it for anything.
+    with _without_idle_processes(runtime_env_agent=bool(init_kwargs.get("runtime_env"))):
         started = ray.init(include_dashboard=False, _system_config=system_config, **init_kwargs)
     if init_kwargs.get("log_to_driver", True):
         LogForwarder(_current_node()).start()

@@ -16,9 +16,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import ray
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
@@ -32,6 +31,9 @@ from red.runtime.pool import PoolConfig
 from red.runtime.recovery import Recoveries
 from red.runtime.topology_manager import TopologyManager
 from red.spec.health import Health
+
+if TYPE_CHECKING:  # annotations only: the actors' processes never import networkx
+    import networkx as nx
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +182,7 @@ class FederatedBase:
                 # The graph and the pooled nodes' initial state travel in the constructor's arguments:
                 # a restarted manager has them again.
                 .remote(self.name, namespace=self.namespace, ids=list(self.nodes) + list(self.hosts),
-                        topology=self.graph, hosted=self.hosted, states=self.initial_hosted_state)
+                        edges=list(self.graph.edges), hosted=self.hosted, states=self.initial_hosted_state)
             )
             # Not waited for here: the manager and every node actor start at once (each is a process
             # to launch; one after another, start-up took their sum). Nodes look it up only when they

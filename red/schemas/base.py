@@ -6,8 +6,6 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import networkx as nx
-
 from red.errors import FederationFailed
 from red.registry import algorithms, tasks
 from red.report import Report
@@ -18,7 +16,9 @@ from red.runtime.node import VirtualNode
 from red.runtime.pool import PoolConfig, PoolHost, decide_pool_size, group_slots
 from red.runtime.task_node import BuildConfig, TaskNode
 
-if TYPE_CHECKING:  # the spec model is pydantic: the actors these modules define never need it
+if TYPE_CHECKING:  # pydantic (the spec model) and networkx: the actors these modules define never need them
+    import networkx as nx
+
     from red.spec.model import Federation
 
 

@@ -7,10 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import numpy as np
 
-from red import topology
 from red.aggregation import Params, RunningWeightedMean, subtract
 from red.algorithms.base import Accumulator, Algorithm, Update, pre_aggregates
 from red.errors import FederationFailed
@@ -22,7 +20,9 @@ from red.schemas.base import Schema, client_ids
 from red.spec.health import Health
 from red.tasks.base import Task
 
-if TYPE_CHECKING:  # the spec model is pydantic: the actors these modules define never need it
+if TYPE_CHECKING:  # pydantic (the spec model) and networkx: the actors these modules define never need them
+    import networkx as nx
+
     from red.spec.model import Federation
 
 SERVER = "server"
@@ -424,6 +424,8 @@ class StarFederatedLearning(Schema):
     @classmethod
     def graph_of(cls, fed: Federation) -> tuple[nx.Graph, dict[str, str]]:
         ids = client_ids(fed.spec.clients)
+        from red import topology  # networkx: the driver's, never imported by the actors of this module
+
         return topology.star(SERVER, ids), {SERVER: "eval", **{i: "train" for i in ids}}
 
     def layout(self) -> tuple[list[VirtualNode], nx.Graph]:

@@ -198,3 +198,20 @@ def test_engine_job_needs_only_the_kubernetes_client() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+
+
+# The modules Ray builds the default run's actors from: the pool hosts, the star server and the
+# TopologyManager. Every import is a process's memory, paid again in each actor (networkx: 12 MB).
+ACTOR_MODULES = ("red.runtime.pool", "red.runtime.topology_manager", "red.schemas.star", "red.algorithms")
+
+
+@pytest.mark.parametrize("heavy", ["networkx", "torch", "pydantic"])
+def test_the_actors_modules_import_no_networkx_torch_or_pydantic(heavy: str) -> None:
+    import subprocess
+    import sys
+
+    code = (f"import sys\nimport {', '.join(ACTOR_MODULES)}\n"
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] == {heavy!r}))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"importing the actors' modules loads {heavy}: {done.stdout.strip()[:300]}"

@@ -17,11 +17,11 @@ INITIAL = {f"client_{i}": {"index": i} for i in range(3)}
 
 def test_a_new_manager_hands_out_the_initial_states_again() -> None:
     graph = nx.star_graph(["server", *INITIAL])
-    first = TopologyManager("f", ids=["server", *INITIAL], topology=graph, states=INITIAL)
+    first = TopologyManager("f", ids=["server", *INITIAL], edges=list(graph.edges), states=INITIAL)
     first.checkin({"client_0": {"index": 0, "version": 5}})
     assert first.checkout(["client_0"]) == {"client_0": {"index": 0, "version": 5}}
     # The restarted incarnation: same constructor arguments, none of the first one's check-ins.
-    again = TopologyManager("f", ids=["server", *INITIAL], topology=graph, states=INITIAL)
+    again = TopologyManager("f", ids=["server", *INITIAL], edges=list(graph.edges), states=INITIAL)
     assert again.checkout(list(INITIAL)) == INITIAL
     assert INITIAL["client_0"] == {"index": 0}, "a check-in must not write into the constructor's arguments"
 
