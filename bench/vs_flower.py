@@ -498,7 +498,9 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.child:
-        if args.child == "floor":
+        if args.child == "workload":
+            write_workload(Path(args.workload), args.clients, args.per_client)
+        elif args.child == "floor":
             child_floor(Workload(args.workload), args.rounds, args.sample)
         elif args.child == "pfl":
             child_pfl(Workload(args.workload), args.rounds, args.sample)
@@ -512,7 +514,11 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.systems}
     with tempfile.TemporaryDirectory(prefix="red-vs-") as tmp:
         wl = Path(tmp) / "workload.npz"
-        write_workload(wl, args.clients, args.per_client)
+        # In a process of its own: the parent must not map torch, or the systems' torch pages would be
+        # shared with a process outside the tree measured (PSS halves them, and the kernel keeps pages
+        # another process maps resident: see red/runtime/resident.py).
+        subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", "workload", "--workload", str(wl),
+                        "--clients", str(args.clients), "--per-client", str(args.per_client)], check=True)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "operator"), env.get("PYTHONPATH", "")])
         common_args = ["--clients", str(args.clients), "--sample", str(args.sample), "--rounds",
