@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
+import functools
 import logging
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,15 @@ def file_mappings(maps: str) -> list[tuple[int, int]]:
     return out
 
 
+@functools.cache
+def _madvise() -> Any:
+    # The process's own symbols: libc is always loaded (find_library would run ldconfig each time).
+    madvise = ctypes.CDLL(None, use_errno=True).madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
+    return madvise
+
+
 def release_file_pages() -> int:
     """Ask the kernel to reclaim this process's clean file-backed pages (see the module's docstring).
     Returns how many bytes of mappings it was asked about; 0 where it cannot ask (not Linux, or a kernel
@@ -61,10 +71,7 @@ def release_file_pages() -> int:
     try:
         with open("/proc/self/maps") as f:
             ranges = file_mappings(f.read())
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        madvise = libc.madvise
-        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        madvise.restype = ctypes.c_int
+        madvise = _madvise()
     except (OSError, AttributeError):
         return 0
     asked = 0
