@@ -15,8 +15,9 @@ back on its first use: the pages a round runs come back in round 1 and the rest 
 
 Loading torch takes 2 s here, and its libraries' pages pile up all that time: `releasing_file_pages` hands
 them back every 0.1 s while a block (``import torch``) runs, and once more at its end. Measured here, one
-process: peak PSS while importing torch 524-530 MB without it, 357-358 MB with it, and 327 against 323 MB
-after the first training steps; the import took 0.1-0.9 s longer on a busy 2-core machine.
+process, three times each: peak PSS while importing torch 524 MB without it, 379-380 MB with it, and
+326-327 MB either way after the first training steps; the import took 2.1-2.5 s instead of 1.7-1.8 s
+(pages handed back mid-import that it still needed are read again).
 """
 
 from __future__ import annotations
