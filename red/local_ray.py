@@ -240,8 +240,9 @@ def _current_node() -> Any:
 
 def start_lean(**init_kwargs: Any) -> Any:
     """``ray.init(**init_kwargs)`` for a new local cluster, without the processes in `SKIPPED`, with
-    `red.lean_agent` as the raylet's dashboard agent, `FAST_CONNECT` (a caller's ``_system_config`` wins)
-    and, unless ``log_to_driver=False``, a `LogForwarder`. Returns what ``ray.init`` returns."""
+    `red.lean_agent` as the raylet's dashboard agent (and as its runtime-env agent when there is no
+    ``runtime_env``), `FAST_CONNECT` (a caller's ``_system_config`` wins) and, unless
+    ``log_to_driver=False``, a `LogForwarder`. Returns what ``ray.init`` returns."""
     if init_kwargs.get("address"):
         raise ValueError("start_lean starts a new local Ray; connect to an existing one with ray.init(address=...)")
     system_config = {**FAST_CONNECT, **init_kwargs.pop("_system_config", {})}
@@ -249,5 +250,9 @@ def start_lean(**init_kwargs: Any) -> Any:
     with _without_idle_processes(runtime_env_agent=bool(init_kwargs.get("runtime_env"))):
         started = ray.init(include_dashboard=False, _system_config=system_config, **init_kwargs)
     if init_kwargs.get("log_to_driver", True):
-        LogForwarder(_current_node()).start()
+        try:
+            LogForwarder(_current_node()).start()
+        except Exception as err:  # the run works without it: only the actors' output stays in its files
+            log.warning("actors' output will not reach this terminal (%r); it is in %s", err,
+                        _current_node().get_logs_dir_path())
     return started
