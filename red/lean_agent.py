@@ -128,7 +128,9 @@ def main(argv: list[str]) -> int:
     if runtime_env:
         serve_runtime_env(argv[1], int(argv[2]), argv[3])
     else:
-        for path in argv:
+        # The raylet appends flags of its own to the agent's command in some configurations (for one,
+        # --disable-metrics-collection under RAY_enable_metrics_collection=0): they are not port files.
+        for path in (a for a in argv if not a.startswith("-")):
             persist(path, NOT_SERVED)
     pid = raylet_pid()
     while raylet_alive(pid):

@@ -105,7 +105,10 @@ def topology_figure(fed: Federation) -> Any:
 
     from red.registry import schemas
 
-    g, roles = schemas.get(fed.spec.schema_).graph_of(fed)
+    drawn, roles = schemas.get(fed.spec.schema_).graph_of(fed)
+    g = nx.Graph()  # a star's graph is not networkx's (red.star_graph); the layouts below need one
+    g.add_nodes_from(drawn.nodes)
+    g.add_edges_from(drawn.edges)
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 7))
     pos = nx.kamada_kawai_layout(g) if g.number_of_nodes() <= 200 else nx.spring_layout(g, seed=0)

@@ -15,6 +15,7 @@ from red.errors import FederationFailed, RedError
 from red.local_ray import start_lean
 from red.registry import schemas
 from red.report import Report
+from red.runtime.resident import release_file_pages
 from red.sinks import Sink
 from red.spec.model import Federation, FederationSpec
 
@@ -117,6 +118,9 @@ def run_federation(
         user_code.load(spec)
         schema_cls = schemas.get(spec.schema_)
         federation = schema_cls(fed, rounds=rounds, namespace=namespace, checkpointer=checkpointer)
+        # Everything the driver imports is imported by now; most of those libraries' pages were read
+        # once (10 MB of PSS at 10,000 clients, measured; see red.runtime.resident).
+        release_file_pages()
         if resume:
             if checkpointer is None:
                 raise FederationFailed(

@@ -1,6 +1,7 @@
 """Graph builders for the built-in topologies: pure networkx, no Ray.
 
-Every builder returns an undirected ``nx.Graph`` whose nodes are node ids. Edges are the only
+Every builder returns an undirected ``nx.Graph`` whose nodes are node ids, but `star`, whose graph
+needs no networkx (`red.star_graph.StarGraph`, with the same interface for what Red asks). Edges are the only
 allowed communication paths: the TopologyManager refuses anything else.
 """
 
@@ -11,13 +12,12 @@ from collections.abc import Iterable, Mapping, Sequence
 import networkx as nx
 
 from red.errors import TopologyError
+from red.star_graph import StarGraph
 
 
-def star(center: str, leaves: Sequence[str]) -> nx.Graph:
-    g = nx.Graph()
-    g.add_node(center)
-    g.add_edges_from((center, leaf) for leaf in leaves)
-    return g
+def star(center: str, leaves: Sequence[str]) -> StarGraph:
+    """A star, without networkx (see `red.star_graph`)."""
+    return StarGraph(center, leaves)
 
 
 def ring(ids: Sequence[str]) -> nx.Graph:

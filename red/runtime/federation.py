@@ -35,6 +35,8 @@ from red.spec.health import Health
 if TYPE_CHECKING:  # annotations only: the actors' processes never import networkx
     import networkx as nx
 
+    from red.star_graph import StarGraph
+
 log = logging.getLogger(__name__)
 
 Emit = Callable[[Report], None]
@@ -55,7 +57,7 @@ class FederatedBase:
         self,
         name: str,
         nodes: list[VirtualNode],
-        graph: nx.Graph,
+        graph: nx.Graph | StarGraph,
         *,
         broker: dict[str, float] | None = None,
         placement_strategy: str = "PACK",

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pydantic (the spec model) and networkx: the actors these mo
     import networkx as nx
 
     from red.spec.model import Federation
+    from red.star_graph import StarGraph
 
 
 def client_ids(clients: int) -> list[str]:
@@ -69,12 +70,12 @@ class Schema(FederatedBase):
 
     # --- to implement ------------------------------------------------------------------------
     @classmethod
-    def graph_of(cls, fed: Federation) -> tuple[nx.Graph, dict[str, str]]:
+    def graph_of(cls, fed: Federation) -> tuple[nx.Graph | StarGraph, dict[str, str]]:
         """(graph, node id → role) this schema builds for ``fed``. Pure: no Ray, no actors. The run and
         `red topology` both use it, so what is drawn is what runs."""
         raise NotImplementedError
 
-    def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
+    def layout(self) -> tuple[list[VirtualNode], nx.Graph | StarGraph]:
         raise NotImplementedError
 
     def train_config(self, node_id: str) -> Any:

@@ -18,11 +18,10 @@ from red.runtime.pool import HostCalls, HostedNode, HostedProgram
 from red.runtime.task_node import TaskNode, sample_clients
 from red.schemas.base import Schema, client_ids
 from red.spec.health import Health
+from red.star_graph import StarGraph
 from red.tasks.base import Task
 
-if TYPE_CHECKING:  # pydantic (the spec model) and networkx: the actors these modules define never need them
-    import networkx as nx
-
+if TYPE_CHECKING:  # pydantic (the spec model): the actors this module defines never need it
     from red.spec.model import Federation
 
 SERVER = "server"
@@ -422,13 +421,11 @@ class StarFederatedLearning(Schema):
             server.config = HostEvaluation(tuple(self.hosts))
 
     @classmethod
-    def graph_of(cls, fed: Federation) -> tuple[nx.Graph, dict[str, str]]:
+    def graph_of(cls, fed: Federation) -> tuple[StarGraph, dict[str, str]]:
         ids = client_ids(fed.spec.clients)
-        from red import topology  # networkx: the driver's, never imported by the actors of this module
+        return StarGraph(SERVER, ids), {SERVER: "eval", **{i: "train" for i in ids}}
 
-        return topology.star(SERVER, ids), {SERVER: "eval", **{i: "train" for i in ids}}
-
-    def layout(self) -> tuple[list[VirtualNode], nx.Graph]:
+    def layout(self) -> tuple[list[VirtualNode], StarGraph]:
         ids = self.client_ids()
         nodes = [self.node(SERVER, "eval", template=StarServer)]
         nodes += [self.node(cid, "train", index=i, template=StarClient) for i, cid in enumerate(ids)]

@@ -215,3 +215,21 @@ def test_the_actors_modules_import_no_networkx_torch_or_pydantic(heavy: str) -> 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", f"importing the actors' modules loads {heavy}: {done.stdout.strip()[:300]}"
+
+
+def test_a_star_federations_driver_imports_no_networkx() -> None:
+    # The star is the topology that grows to 10,000 clients; its graph is red.star_graph's, and networkx
+    # (10 MB of the driver's memory) stays for the topologies that need its generators.
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from red.registry import schemas\n"
+            "from red.spec.loader import load_federation\n"
+            "fed = load_federation('examples/digits-star.yaml')\n"
+            "sch = schemas.get(fed.spec.schema_)(fed)\n"
+            "assert sch.graph.number_of_edges() == fed.spec.clients, sch.graph.number_of_edges()\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'networkx'))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"a star's driver loads networkx: {done.stdout.strip()[:300]}"

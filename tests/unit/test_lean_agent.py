@@ -44,14 +44,17 @@ def test_it_writes_not_served_to_every_port_file_and_ends_when_its_raylet_does(t
 
 def test_it_ends_on_sigterm_as_the_raylet_stops_it(tmp_path: Path) -> None:
     f = tmp_path / "metrics_export_port_x"
+    # A flag the raylet appends (as under RAY_enable_metrics_collection=0) is not a file to write.
     proc = subprocess.Popen(
-        [sys.executable, "-I", str(AGENT), str(f)], env={**os.environ, "RAY_RAYLET_PID": str(os.getpid())}
+        [sys.executable, "-I", str(AGENT), "--disable-metrics-collection", str(f)], cwd=tmp_path,
+        env={**os.environ, "RAY_RAYLET_PID": str(os.getpid())},
     )
     try:
         deadline = time.monotonic() + 10
         while not f.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert f.read_text() == "-1"
+        assert sorted(p.name for p in tmp_path.iterdir()) == [f.name]
         assert proc.poll() is None, "it must live as long as its raylet"
         proc.terminate()
         assert proc.wait(timeout=10) == 0

@@ -18,6 +18,7 @@ from red.spec.status import (
     MAX_SOFTWARE_TEXT,
     EngineReport,
     Health,
+    NodeReport,
     parse_report,
 )
 
@@ -60,6 +61,18 @@ def test_to_dict_is_exactly_the_model_shape() -> None:
     assert d["metrics"] == {"accuracy": 0.912346}
     # Local runs (`red run --json`) carry no submission id: the key is absent, as before.
     assert "submissionId" not in Report("start", "fl", 0, 3).to_dict()
+
+
+@pytest.mark.parametrize("health", list(Health))
+@pytest.mark.parametrize("heartbeat", [None, 1.25])
+def test_node_state_writes_exactly_a_node_report(health: Health, heartbeat: float | None) -> None:
+    # Report.to_dict leaves its nodes out of the model (their number makes it costly): each must be a
+    # NodeReport as written, with nothing added, dropped or converted.
+    d = NodeState("client_0", "train", health=health, version=4, restarts=1, last_heartbeat=heartbeat).to_dict()
+    assert NodeReport.model_validate(d).model_dump(mode="json", by_alias=True) == d
+    assert Report("round", "fl", 1, 3, nodes=[NodeState("client_0", "train", health=health)]).to_dict()["nodes"] == [
+        NodeState("client_0", "train", health=health).to_dict()
+    ]
 
 
 def test_to_dict_writes_non_finite_metrics_as_null() -> None:

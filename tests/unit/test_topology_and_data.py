@@ -9,6 +9,7 @@ import pytest
 from red import topology
 from red.errors import RegistryError, TopologyError
 from red.registry import Registry, schemas
+from red.star_graph import StarGraph
 from red.tasks.digits import DigitsTask, _dataset, dirichlet_partition, iid_partition
 
 IDS = [f"c{i}" for i in range(6)]
@@ -25,11 +26,31 @@ IDS = [f"c{i}" for i in range(6)]
         (topology.hierarchy("s", {"h0": IDS[:3], "h1": IDS[3:]}), 8, {"s": 2, "h0": 4, "c0": 1}),
     ],
 )
-def test_graphs(graph: nx.Graph, edges: int, degrees: dict[str, int]) -> None:
+def test_graphs(graph: nx.Graph | StarGraph, edges: int, degrees: dict[str, int]) -> None:
     assert graph.number_of_edges() == edges
     for n, d in degrees.items():
         assert graph.degree(n) == d
-    assert nx.is_connected(graph)
+    g = nx.Graph(list(graph.edges))
+    assert nx.is_connected(g) and set(g.nodes) == set(graph.nodes)
+    assert dict(graph.degree) == dict(g.degree)
+    for n in graph.nodes:
+        assert sorted(graph.neighbors(n)) == sorted(g.neighbors(n))
+    for a, b in [("s", "c0"), ("c0", "s"), ("c0", "c1"), ("c0", "c3"), ("h0", "c0")]:
+        if a in graph and b in graph:
+            assert graph.has_edge(a, b) == g.has_edge(a, b), (a, b)
+
+
+def test_a_star_without_networkx() -> None:
+    star = topology.star("s", ["c0", "c1", "c0"])
+    assert isinstance(star, StarGraph)
+    assert star.nodes == ["s", "c0", "c1"] and star.edges == [("s", "c0"), ("s", "c1")] and len(star) == 3
+    assert "c1" in star and "c9" not in star and list(star) == star.nodes
+    with pytest.raises(TopologyError, match="not a node"):
+        star.degree("c9")
+    with pytest.raises(TopologyError, match="not a node"):
+        star.neighbors("c9")
+    with pytest.raises(TopologyError, match="also one of its leaves"):
+        topology.star("s", ["c0", "s"])
 
 
 @pytest.mark.parametrize(
