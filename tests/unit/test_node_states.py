@@ -35,3 +35,15 @@ def test_checkout_gives_copies_and_checkin_replaces_whole_states() -> None:
     states.checkin({"client_1": {"index": 1, "version": 3, "params": [1.0]}})
     states.checkin({"client_1": {"index": 1, "version": 4}})
     assert states.checkout(["client_1"]) == {"client_1": {"index": 1, "version": 4}}
+
+
+def test_equal_neighbourhoods_are_one_set_and_still_each_nodes_own_answer() -> None:
+    ids = ["server", *INITIAL, "peer"]
+    edges = [*nx.star_graph(["server", *INITIAL]).edges, ("client_0", "peer")]
+    tm = TopologyManager("f", ids=ids, edges=edges)
+    # client_1 and client_2 both have {server}: one shared (frozen) set, not one each.
+    assert tm.neighbors["client_1"] is tm.neighbors["client_2"]
+    assert isinstance(tm.neighbors["client_1"], frozenset)
+    assert tm.get_neighbors("client_0") == ["peer", "server"] and tm.get_neighbors("client_1") == ["server"]
+    assert tm.get_neighbors("server") == sorted(INITIAL) and tm.get_neighbors("peer") == ["client_0"]
+    assert tm.edge_count == len(edges)
