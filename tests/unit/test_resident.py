@@ -122,7 +122,8 @@ from red.tasks.digits import DigitsTask
 
 if sys.argv[1] == "unwrapped":  # what a TaskNode.build that stopped wrapping `import torch` would leave
     task_node.releasing_file_pages = contextlib.nullcontext
-node = task_node.TaskNode("client_0", "train", "f", config=task_node.BuildConfig(DigitsTask, {}, num_clients=4, seed=0, index=0))
+config = task_node.BuildConfig(DigitsTask, {}, num_clients=4, seed=0, index=0)
+node = task_node.TaskNode("client_0", "train", "f", config=config)
 loss = node.task.train(node.model, node.data, node_id="client_0", round=1)
 rollup = {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in open("/proc/self/smaps_rollup"))
           if v.strip().endswith("kB")}
