@@ -79,5 +79,5 @@ class Degrees:
 
     def __iter__(self) -> Iterator[tuple[str, int]]:
         yield self.graph.center, self.graph.number_of_edges()
-        for leaf in self.graph.nodes[1:]:
+        for leaf in self.graph.neighbors(self.graph.center):
             yield leaf, 1
