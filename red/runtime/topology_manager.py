@@ -77,7 +77,8 @@ class TopologyManager:
         # Equal neighbourhoods share one set: a star's 10,000 leaves each have {server}, which as sets of
         # their own cost 2.2 MB of this process. Frozen, so that sharing one cannot leak a change.
         shared: dict[frozenset[str], frozenset[str]] = {}
-        self.neighbors = {n: shared.setdefault(frozenset(nb), frozenset(nb)) for n, nb in neighbors.items()}
+        frozen = {n: frozenset(nb) for n, nb in neighbors.items()}
+        self.neighbors = {n: shared.setdefault(nb, nb) for n, nb in frozen.items()}
         return self.edge_count
 
     @property
