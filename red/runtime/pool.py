@@ -37,7 +37,7 @@ from red.aggregation import Params
 from red.errors import FederationFailed, TopologyError
 from red.runtime.forked import ForkedTrainers, TrainerLost
 from red.runtime.messages import INLINE_LIMIT_BYTES, Message, payload_bytes
-from red.runtime.node import actor_name, deliver_direct
+from red.runtime.node import actor_name, deliver_direct, shared_set
 from red.runtime.task_node import TaskNode, assigned_gpu
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class PoolHost(TaskNode):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._hosted_neighbors: dict[str, frozenset[str]] = {}
-        self._neighborhoods: dict[frozenset[str], frozenset[str]] = {}
+        self._neighborhoods: dict[frozenset[str], frozenset[str]] = {}  # for shared_set: one per distinct set
         # Recipient → the actor serving it, and that actor's handle (from TopologyManager.routes):
         # sends go straight there; only neighbours are ever looked up, so the topology still holds.
         self._via: dict[str, str] = {}
@@ -245,19 +245,14 @@ class PoolHost(TaskNode):
         missing = [i for i in ids if i not in self._hosted_neighbors]
         if missing:
             got = ray.get(self._topology_manager().neighbors_of.remote(missing))
-            self._hosted_neighbors.update({i: self._shared(nb) for i, nb in got.items()})
+            self._hosted_neighbors.update({i: shared_set(self._neighborhoods, nb) for i, nb in got.items()})
 
     def neighbors_of(self, node_id: str) -> frozenset[str]:
         nb = self._hosted_neighbors.get(node_id)
         if nb is None:
             got = ray.get(self._topology_manager().neighbors_of.remote([node_id]))
-            nb = self._hosted_neighbors[node_id] = self._shared(got[node_id])
+            nb = self._hosted_neighbors[node_id] = shared_set(self._neighborhoods, got[node_id])
         return nb
-
-    def _shared(self, neighbors: list[str]) -> frozenset[str]:
-        # Equal neighbourhoods share one set (a star's clients all have {server}), as in the TopologyManager.
-        nb = frozenset(neighbors)
-        return self._neighborhoods.setdefault(nb, nb)
 
     def send_as(self, node_id: str, header: str, body: Any, to: str | list[str]) -> list[str]:
         """Send as hosted virtual node ``node_id``; a non-neighbour raises TopologyError."""

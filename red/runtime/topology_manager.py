@@ -12,7 +12,7 @@ import ray
 
 from red.errors import TopologyError
 from red.runtime.messages import Message
-from red.runtime.node import actor_name
+from red.runtime.node import actor_name, shared_set
 from red.runtime.node_states import NodeStates
 
 log = logging.getLogger(__name__)
@@ -74,11 +74,8 @@ class TopologyManager:
         for a, b in edges:
             neighbors[a].add(b)
             neighbors[b].add(a)
-        # Equal neighbourhoods share one set: a star's 10,000 leaves each have {server}, which as sets of
-        # their own cost 2.2 MB of this process. Frozen, so that sharing one cannot leak a change.
         shared: dict[frozenset[str], frozenset[str]] = {}
-        frozen = {n: frozenset(nb) for n, nb in neighbors.items()}
-        self.neighbors = {n: shared.setdefault(nb, nb) for n, nb in frozen.items()}
+        self.neighbors = {n: shared_set(shared, nb) for n, nb in neighbors.items()}
         return self.edge_count
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from red.runtime.node import shared_set
 from red.runtime.node_states import NodeStates
 from red.runtime.topology_manager import TopologyManager
 
@@ -47,3 +48,12 @@ def test_equal_neighbourhoods_are_one_set_and_still_each_nodes_own_answer() -> N
     assert tm.get_neighbors("client_0") == ["peer", "server"] and tm.get_neighbors("client_1") == ["server"]
     assert tm.get_neighbors("server") == sorted(INITIAL) and tm.get_neighbors("peer") == ["client_0"]
     assert tm.edge_count == len(edges)
+
+
+def test_shared_set_gives_one_object_per_distinct_neighbourhood() -> None:
+    # What the TopologyManager and every pool host keep their neighbourhoods with.
+    table: dict[frozenset[str], frozenset[str]] = {}
+    a, b, c = shared_set(table, ["server"]), shared_set(table, ("server",)), shared_set(table, ["server", "peer"])
+    assert a is b and a == frozenset({"server"})
+    assert c == frozenset({"server", "peer"}) and c is not a
+    assert shared_set(table, iter(["peer", "server", "peer"])) is c and len(table) == 2
