@@ -58,8 +58,8 @@ def test_a_pod_on_the_gpu_node_reaches_a_service_on_the_cpu_node_by_name(
     # The client retries, as any client of a Service must: the echo pod's endpoint reaches the GPU node's
     # kube-proxy asynchronously (EndpointSlice controller, watch, a sync at most once a second), and a
     # client that starts within that second finds no rule yet. Here that reads "Network is unreachable"
-    # (the nodes have no default route); it is refused on a cluster that has one. Seen in CI and
-    # reproduced by hand: the first try 0.7 s after the pod was Ready failed, the next 0.5 s later passed.
+    # (the nodes have no default route, so nothing forwards the packet). Seen in CI and reproduced by
+    # hand: the first try 0.7 s after the pod was Ready failed, the next 0.5 s later passed.
     client_code = f"""
 import socket, time, urllib.request
 print(socket.gethostbyname('echo.{ns}.svc.cluster.local'))
